@@ -1,0 +1,41 @@
+"""napari-afb: animation from blur.
+
+Turn a motion-blurred photo into the sharp frames its exposure averaged, guided by a map of
+motion directions. Usable from napari (the plugin), from Python and from the ``napari-afb``
+command line::
+
+    import napari_afb
+    frames = napari_afb.decompose(image, guidance)   # (N, H, W, 3), in time order
+
+Importing this package is cheap: torch loads on the first call that needs it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+__version__ = "0.1.0.dev0"
+
+_LAZY = {
+    "decompose": "napari_afb.api",
+    "guidance_from_flow": "napari_afb.guidance",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+if TYPE_CHECKING:  # pragma: no cover (for type checkers and IDEs)
+    from .api import decompose  # noqa: F401
+    from .guidance import guidance_from_flow  # noqa: F401
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'napari_afb' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

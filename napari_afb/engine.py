@@ -1,0 +1,376 @@
+"""Inference engine: device choice, input checks, padding, tiling, progress and cancel.
+
+The work is a generator (:func:`decompose_iter`) that yields :class:`Progress` after each tile
+and returns the frames; :func:`run` drives it for scripts, a napari ``thread_worker`` drives it
+for the UI. Memory stays bounded for any image size: tiles overlap and are blended with weights
+that sum to one, and the blend is accumulated one row of tiles at a time.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .guidance import N_CLASSES, check_guidance
+
+DEFAULT_TILE = {"cpu": 1024, "cuda": 2048, "mps": 1024}
+DEFAULT_OVERLAP = 128
+MIN_TILE = 128
+
+
+class Cancelled(Exception):
+    """The run was cancelled; nothing was returned or written."""
+
+
+class DeviceError(RuntimeError):
+    """The requested compute device is not available."""
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Progress of a run: ``done`` of ``total`` steps, and what is happening."""
+
+    done: int
+    total: int
+    message: str = ""
+
+
+# ---------------------------------------------------------------------------------------------
+# Devices
+
+
+def select_device(device: str | torch.device = "auto") -> torch.device:
+    """Resolve "auto" (cuda, then mps, then cpu), "cpu", "cuda", "cuda:N" or "mps".
+
+    Raises :class:`DeviceError` with the reason when the choice is not available here.
+    """
+    name = str(device).strip().lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if _mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "cuda" or name.startswith("cuda:"):
+        if torch.version.cuda is None:
+            raise DeviceError(
+                f"device {device!r} asked for, but this PyTorch ({torch.__version__}) was built "
+                f"without CUDA; install a CUDA build of torch or use device='cpu'"
+            )
+        if not torch.cuda.is_available():
+            raise DeviceError(f"device {device!r} asked for, but no CUDA GPU is visible")
+        dev = torch.device(name)
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise DeviceError(
+                f"device {device!r} asked for, but only {torch.cuda.device_count()} CUDA "
+                f"device(s) exist"
+            )
+        return dev
+    if name == "mps":
+        if not _mps_available():
+            raise DeviceError("device 'mps' asked for, but Apple's MPS backend is not available")
+        return torch.device("mps")
+    raise DeviceError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
+
+
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps and mps.is_available())
+
+
+def available_devices() -> list[str]:
+    """Device names usable here, for a UI dropdown ("auto" first)."""
+    names = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        names += ["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if _mps_available():
+        names.append("mps")
+    return names
+
+
+def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
+    """The autocast dtype for a precision choice, or None for plain float32."""
+    if precision not in ("auto", "float32", "bfloat16", "float16"):
+        raise ValueError(f"precision must be auto, float32, bfloat16 or float16, not {precision!r}")
+    if precision == "float32" or (precision == "auto" and device.type != "cuda"):
+        return None
+    if precision == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu" and precision == "float16":
+        raise ValueError("float16 is not supported on the CPU; use float32 or bfloat16")
+    return getattr(torch, precision)
+
+
+# ---------------------------------------------------------------------------------------------
+# Images in and out
+
+
+@dataclass(frozen=True)
+class ImageLayout:
+    """How a user's image was stored, so the frames come back the same way."""
+
+    dtype: np.dtype
+    channels: int  # 0 for (H, W) grey, else 1, 3 or 4
+    scale: float  # 255 for uint8, 65535 for uint16, 1 for float
+
+
+def to_rgb_float(image) -> tuple[np.ndarray, np.ndarray | None, ImageLayout]:
+    """Check an image and return (rgb (H, W, 3) float32 in [0, 1], alpha or None, layout).
+
+    Accepts (H, W) or (H, W, 1) grey, (H, W, 3) RGB and (H, W, 4) RGBA, as uint8, uint16 or
+    float in [0, 1]. Anything else is refused with a message saying what was found.
+    """
+    arr = np.asarray(image)
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 3, 4)):
+        hint = ""
+        if arr.ndim == 3 and arr.shape[0] in (1, 3, 4):
+            hint = " (channels first? napari-afb wants channels last: (H, W, 3))"
+        elif arr.ndim == 4:
+            hint = " (a video or stack? decompose one frame at a time)"
+        raise ValueError(f"expected an (H, W), (H, W, 3) or (H, W, 4) image, got {arr.shape}{hint}")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(f"the image is empty: shape {arr.shape}")
+    if arr.dtype == np.uint8:
+        scale = 255.0
+    elif arr.dtype == np.uint16:
+        scale = 65535.0
+    elif np.issubdtype(arr.dtype, np.floating):
+        scale = 1.0
+        if not np.isfinite(arr).all():
+            raise ValueError("the image contains NaN or infinite values")
+        lo, hi = float(arr.min()), float(arr.max())
+        if lo < -1e-3 or hi > 1 + 1e-3:
+            raise ValueError(
+                f"a float image must hold values in [0, 1], found [{lo:.4g}, {hi:.4g}] "
+                f"(for 0-255 data pass uint8, or divide by 255)"
+            )
+    else:
+        raise ValueError(
+            f"unsupported image dtype {arr.dtype}: use uint8, uint16 or float in [0, 1]"
+        )
+    channels = 0 if arr.ndim == 2 else arr.shape[2]
+    layout = ImageLayout(arr.dtype, channels, scale)
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    alpha = arr[..., 3] if channels == 4 else None
+    rgb = arr[..., :3]
+    if rgb.shape[2] == 1:
+        rgb = np.repeat(rgb, 3, axis=2)
+    rgb = rgb.astype(np.float32) / np.float32(scale)
+    return np.clip(rgb, 0.0, 1.0, out=rgb), alpha, layout
+
+
+def _alloc_output(n: int, h: int, w: int, layout: ImageLayout) -> np.ndarray:
+    shape = (n, h, w) if layout.channels == 0 else (n, h, w, layout.channels)
+    return np.empty(shape, dtype=layout.dtype)
+
+
+def _store(out: np.ndarray, y0: int, rgb: np.ndarray, layout: ImageLayout, alpha) -> None:
+    """Write float RGB rows (N, h, W, 3) into the output at row y0, in the user's layout."""
+    h = rgb.shape[1]
+    if layout.channels in (0, 1):
+        vals = rgb.mean(axis=-1)  # grey in, grey out: the three channels carry one signal
+        if layout.channels == 1:
+            vals = vals[..., None]
+    else:
+        vals = rgb
+    if layout.scale != 1.0:
+        vals = np.rint(np.clip(vals, 0, 1) * np.float32(layout.scale))
+    if layout.channels == 4:
+        out[:, y0 : y0 + h, :, :3] = vals
+        out[:, y0 : y0 + h, :, 3] = alpha[None, y0 : y0 + h]
+    else:
+        out[:, y0 : y0 + h] = vals
+
+
+# ---------------------------------------------------------------------------------------------
+# Tiling
+
+
+def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
+    """Start offsets of tiles of ``tile`` px along an axis of ``size`` px, ``overlap`` apart.
+
+    Starts are multiples of ``tile - overlap``; the last tile ends at the image edge and may be
+    shorter, but always longer than the overlap.
+    """
+    step = tile - overlap
+    starts = [0]
+    while starts[-1] + tile < size:
+        starts.append(starts[-1] + step)
+    return starts
+
+
+def blend_ramp(length: int) -> np.ndarray:
+    """Rising blend weights across an overlap of ``length`` px; ``1 - ramp`` is the falling side.
+
+    The first and last quarters are 0 and 1: a tile never contributes the pixels nearest its
+    edge, where its network saw truncated context. A smoothstep joins them.
+    """
+    pos = (np.arange(length, dtype=np.float64) + 0.5) / length
+    t = np.clip((pos - 0.25) / 0.5, 0.0, 1.0)
+    return (t * t * (3 - 2 * t)).astype(np.float32)
+
+
+def _axis_weights(starts: list[int], size: int, tile: int, i: int) -> np.ndarray:
+    s, e = starts[i], min(starts[i] + tile, size)
+    w = np.ones(e - s, dtype=np.float32)
+    if i > 0:  # overlap with the previous tile: rows [s, prev_end)
+        n = min(starts[i - 1] + tile, size) - s
+        w[:n] = blend_ramp(n)
+    if i + 1 < len(starts):  # overlap with the next tile: rows [next_start, e)
+        n = e - starts[i + 1]
+        w[e - s - n :] *= 1.0 - blend_ramp(n)
+    return w
+
+
+def _pad_to(x: torch.Tensor, stride: int) -> torch.Tensor:
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % stride, (-w) % stride
+    if not (ph or pw):
+        return x
+    mode = "reflect" if ph < h and pw < w else "replicate"
+    return F.pad(x, (0, pw, 0, ph), mode=mode)
+
+
+# ---------------------------------------------------------------------------------------------
+# The decomposition
+
+
+class _OutOfMemory(Exception):
+    pass
+
+
+def _is_oom(exc: BaseException) -> bool:
+    oom_type = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
+    return isinstance(exc, oom_type) or "out of memory" in str(exc).lower()
+
+
+def decompose_iter(
+    image,
+    guidance,
+    *,
+    model: torch.nn.Module,
+    device: torch.device,
+    tile: int | None = None,
+    overlap: int = DEFAULT_OVERLAP,
+    precision: str = "auto",
+    cancel: Callable[[], bool] | None = None,
+) -> Generator[Progress, None, np.ndarray]:
+    """Decompose one image into the model's N frames, tile by tile.
+
+    Yields :class:`Progress` after each tile; returns an (N, H, W[, C]) array in the image's own
+    dtype and channel layout. ``cancel`` is polled between tiles; when it returns True the run
+    stops with :class:`Cancelled`. ``tile`` is the tile side in pixels (None: a default for the
+    device; 0: the whole image at once). On CUDA out of memory the tile is halved and the run
+    restarts, with a warning.
+    """
+    rgb, alpha, layout = to_rgb_float(image)
+    h, w = rgb.shape[:2]
+    labels = check_guidance(guidance, shape=(h, w))
+    stride = int(getattr(model, "stride", 1))
+    n_frames = int(model.n_frames)
+    if tile is None:
+        tile = DEFAULT_TILE.get(device.type, 1024)
+    if tile <= 0:
+        tile = _round_up(max(h, w), stride)
+    tile = max(_round_up(tile, stride), stride)
+    overlap = _round_up(max(overlap, 0), stride)
+    if tile < max(h, w) and tile < 2 * overlap + stride:
+        raise ValueError(f"tile ({tile} px) must exceed twice the overlap ({overlap} px)")
+    amp = autocast_dtype(device, precision)
+    model = model.eval()
+
+    while True:
+        try:
+            frames = yield from _decompose_tiles(
+                rgb, labels, alpha, layout, model, device, n_frames, tile, overlap, amp, cancel
+            )
+            return frames
+        except _OutOfMemory:
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            smaller = max(_round_up(tile // 2, stride), stride)
+            if tile <= MIN_TILE or smaller < 2 * overlap + stride:  # no smaller tiling is valid
+                raise MemoryError(
+                    f"out of memory on {device} even with {tile}-px tiles; free GPU memory, "
+                    f"use a smaller overlap, or use device='cpu'"
+                ) from None
+            msg = (
+                f"out of memory on {device} with {tile}-px tiles; retrying with {smaller}-px tiles"
+            )
+            warnings.warn(msg, RuntimeWarning, stacklevel=2)
+            yield Progress(0, 0, msg)
+            tile = smaller
+
+
+def _decompose_tiles(
+    rgb, labels, alpha, layout, model, device, n_frames, tile, overlap, amp, cancel
+):
+    h, w = rgb.shape[:2]
+    ys, xs = tile_starts(h, tile, overlap), tile_starts(w, tile, overlap)
+    total = len(ys) * len(xs)
+    out = _alloc_output(n_frames, h, w, layout)
+    carry = None  # blended rows shared with the next row of tiles
+    done = 0
+    for iy, y0 in enumerate(ys):
+        y1 = min(y0 + tile, h)
+        band = np.zeros((n_frames, y1 - y0, w, 3), dtype=np.float32)
+        if carry is not None:
+            band[:, : carry.shape[1]] += carry
+        wy = _axis_weights(ys, h, tile, iy)
+        for ix, x0 in enumerate(xs):
+            if cancel is not None and cancel():
+                raise Cancelled(f"cancelled after {done} of {total} tiles")
+            x1 = min(x0 + tile, w)
+            frames = _run_tile(rgb[y0:y1, x0:x1], labels[y0:y1, x0:x1], model, device, amp)
+            weight = wy[:, None] * _axis_weights(xs, w, tile, ix)[None, :]
+            band[:, :, x0:x1] += frames * weight[None, :, :, None]
+            done += 1
+            yield Progress(done, total, f"tile {done} of {total}")
+        final = ys[iy + 1] - y0 if iy + 1 < len(ys) else y1 - y0
+        _store(out, y0, band[:, :final], layout, alpha)
+        carry = band[:, final:].copy() if final < band.shape[1] else None
+    return out
+
+
+def _run_tile(rgb, labels, model, device, amp) -> np.ndarray:
+    """(h, w, 3) float, (h, w) labels -> (N, h, w, 3) float32 frames."""
+    h, w = labels.shape
+    x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None].to(device)
+    lab = torch.from_numpy(np.ascontiguousarray(labels)).to(device=device, dtype=torch.long)
+    g = F.one_hot(lab, N_CLASSES).permute(2, 0, 1)[None].to(torch.float32)
+    stride = int(getattr(model, "stride", 1))
+    try:
+        with (
+            torch.inference_mode(),
+            torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None),
+        ):
+            y = model(_pad_to(x, stride), _pad_to(g, stride))
+        y = y[0, :, :, :h, :w].float().permute(0, 2, 3, 1).cpu().numpy()
+    except RuntimeError as exc:
+        if device.type != "cpu" and _is_oom(exc):
+            raise _OutOfMemory() from exc
+        raise
+    return y
+
+
+def _round_up(v: int, m: int) -> int:
+    return -(-int(v) // m) * m
+
+
+def run(gen: Generator[Progress, None, np.ndarray], progress=None):
+    """Drive a work generator to its end; ``progress`` (a callable) receives each Progress."""
+    try:
+        while True:
+            p = next(gen)
+            if progress is not None:
+                progress(p)
+    except StopIteration as stop:
+        return stop.value

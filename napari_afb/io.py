@@ -1,0 +1,165 @@
+"""Reading images and guidance maps, writing frames and animations, safely.
+
+Outputs are written into a temporary folder beside the destination and renamed into place only
+when complete, so a failed or cancelled run leaves no half-written files, and an existing
+destination is never replaced unless the caller asks for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps
+
+from .guidance import COLORS, check_guidance
+
+_PILLOW_FIRST = {".jpg", ".jpeg", ".webp", ".gif"}
+
+
+class InputError(ValueError):
+    """A file could not be read as what it should be."""
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file as (H, W), (H, W, 3) or (H, W, 4) uint8/uint16 in RGB order.
+
+    JPEG orientation tags are applied; 16-bit PNG and TIFF keep their depth. A missing,
+    truncated or corrupt file raises :class:`InputError` naming the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"no such file: {path}")
+    if path.suffix.lower() in _PILLOW_FIRST:
+        try:
+            with Image.open(path) as im:
+                im = ImageOps.exif_transpose(im)
+                if im.mode not in ("L", "RGB", "RGBA"):
+                    im = im.convert("RGBA" if "A" in im.mode else "RGB")
+                return np.asarray(im).copy()
+        except Exception as exc:
+            raise InputError(f"cannot read {path}: {exc}") from None
+    buf = np.fromfile(path, dtype=np.uint8)  # (works with non-ASCII paths, unlike cv2.imread)
+    img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
+    if img is None:
+        raise InputError(f"cannot read {path}: not an image OpenCV can decode, or truncated")
+    if img.ndim == 3 and img.shape[2] == 3:
+        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    elif img.ndim == 3 and img.shape[2] == 4:
+        img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA)
+    if img.dtype not in (np.uint8, np.uint16):
+        raise InputError(f"{path}: unsupported pixel type {img.dtype} (use 8- or 16-bit)")
+    return img
+
+
+def read_guidance(path: str | os.PathLike, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Read a guidance label map from a .npy file or a single-channel PNG/TIFF (values 0-4)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"no such guidance file: {path}")
+    if path.suffix.lower() == ".npy":
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except Exception as exc:
+            raise InputError(f"cannot read {path} as a .npy array: {exc}") from None
+    else:
+        try:
+            with Image.open(path) as im:
+                if im.mode in ("RGB", "RGBA"):
+                    raise InputError(
+                        f"{path} is a colour image; a guidance map must be a single-channel "
+                        f"label image with values 0-4 (palette PNGs are read by index)"
+                    )
+                arr = np.asarray(im).copy()
+        except InputError:
+            raise
+        except Exception as exc:
+            raise InputError(f"cannot read guidance {path}: {exc}") from None
+    try:
+        return check_guidance(arr, shape)
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"{path}: {exc}") from None
+
+
+def to_uint8(frames: np.ndarray) -> np.ndarray:
+    """Frames in any supported dtype -> uint8, for display formats."""
+    if frames.dtype == np.uint8:
+        return frames
+    if frames.dtype == np.uint16:
+        return (frames >> 8).astype(np.uint8)
+    return np.rint(np.clip(frames, 0, 1) * 255).astype(np.uint8)
+
+
+def guidance_rgb(labels: np.ndarray) -> np.ndarray:
+    """(H, W) labels -> (H, W, 3) uint8 picture in the UI's colours (static is black)."""
+    lut = np.array([[c * 255 for c in COLORS[i][:3]] for i in range(5)], dtype=np.uint8)
+    lut[0] = 0
+    return lut[check_guidance(labels)]
+
+
+def write_png(path: Path, image: np.ndarray) -> None:
+    """Write uint8 or uint16 grey/RGB/RGBA as PNG (float is converted to uint8)."""
+    if image.dtype not in (np.uint8, np.uint16):
+        image = to_uint8(image)
+    if image.ndim == 3 and image.shape[2] == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    elif image.ndim == 3 and image.shape[2] == 4:
+        image = cv2.cvtColor(image, cv2.COLOR_RGBA2BGRA)
+    ok, buf = cv2.imencode(".png", image)
+    if not ok:
+        raise OSError(f"PNG encoding failed for {path}")
+    buf.tofile(path)
+
+
+def write_gif(path: Path, frames: np.ndarray, fps: float = 10.0, bounce: bool = False) -> None:
+    """Write (N, H, W[, C]) frames as a looping animated GIF. ``bounce`` plays forward then back."""
+    frames = to_uint8(frames)
+    seq = list(frames) + (list(frames[-2:0:-1]) if bounce else [])
+    images = [Image.fromarray(f[..., :3] if f.ndim == 3 else f) for f in seq]
+    duration = max(int(round(1000 / fps)), 20)
+    images[0].save(path, save_all=True, append_images=images[1:], duration=duration, loop=0)
+
+
+@contextlib.contextmanager
+def staged_directory(dest: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary folder beside ``dest``; on success it becomes ``dest``.
+
+    An existing non-empty ``dest`` is refused unless ``overwrite``; then it is replaced only after
+    the new content is complete. On any error the temporary folder is removed.
+    """
+    dest = Path(dest)
+    check_destination(dest, overwrite)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
+    try:
+        yield tmp
+        check_destination(dest, overwrite)
+        if dest.is_dir() and not any(dest.iterdir()):
+            dest.rmdir()
+        if dest.exists():  # overwrite: move the old content aside, put the new in, drop the old
+            old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+            os.replace(dest, old)
+            os.replace(tmp, dest)
+            if old.is_dir():
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                old.unlink(missing_ok=True)
+        else:
+            os.replace(tmp, dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def check_destination(dest: Path, overwrite: bool) -> None:
+    """Refuse to replace an existing file or non-empty folder unless ``overwrite``."""
+    if dest.exists() and not overwrite:
+        if dest.is_file() or any(dest.iterdir()):
+            raise FileExistsError(
+                f"{dest} already exists; choose another --out or pass --overwrite"
+            )

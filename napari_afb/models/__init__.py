@@ -1,0 +1,39 @@
+"""Networks, as plain ``nn.Module`` s, and the explicit registry that names them.
+
+The weights format stores an architecture name and its constructor arguments; :func:`build`
+turns them back into a module. Nothing here imports napari or Qt.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from .decomposer import MotionUNet
+
+#: name -> (class, role). The role says what a weights file of that architecture is for.
+REGISTRY: dict[str, tuple[type[nn.Module], str]] = {
+    "motion_unet": (MotionUNet, "decomposer"),
+}
+
+
+def build(name: str, **kwargs: Any) -> nn.Module:
+    """Build a registered architecture by name with its constructor arguments."""
+    try:
+        cls, _ = REGISTRY[name]
+    except KeyError:
+        known = ", ".join(sorted(REGISTRY))
+        raise ValueError(f"unknown architecture {name!r}; known: {known}") from None
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ValueError(f"bad arguments for architecture {name!r}: {exc}") from None
+
+
+def role_of(name: str) -> str:
+    """'decomposer' or 'predictor' for a registered architecture name."""
+    return REGISTRY[name][1]
+
+
+__all__ = ["REGISTRY", "MotionUNet", "build", "role_of"]

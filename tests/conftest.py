@@ -1,0 +1,47 @@
+"""Shared fixtures: small seeded networks and real test images made at test time."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from napari_afb import models
+
+SMALL_ARGS = {"n_frames": 7, "widths": [8, 16, 32], "enc_blocks": [1, 1, 2], "dec_blocks": [1, 1]}
+
+
+def perturbed_model(seed: int = 0, **overrides) -> torch.nn.Module:
+    """A seeded MotionUNet pushed far from its identity start: random residual scales and
+    output head, so frames move by several pixels and tests cannot pass by copying the input."""
+    args = {**SMALL_ARGS, **overrides}
+    torch.manual_seed(seed)
+    model = models.build("motion_unet", **args)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("scale"):
+                p.normal_(0.0, 0.2)
+        model.head.weight.normal_(0.0, 0.05)
+        model.head.bias.normal_(0.0, 0.5)
+    return model.eval()
+
+
+@pytest.fixture
+def small_model() -> torch.nn.Module:
+    return perturbed_model(0)
+
+
+@pytest.fixture
+def rgb_image() -> np.ndarray:
+    """A real photo (scikit-image 'astronaut', public domain), cropped to an odd size."""
+    from skimage import data
+
+    return np.ascontiguousarray(data.astronaut()[40:237, 100:323])  # 197 x 223 x 3 uint8
+
+
+@pytest.fixture
+def random_guidance():
+    def make(shape, seed=0):
+        return np.random.default_rng(seed).integers(0, 5, size=shape, dtype=np.uint8)
+
+    return make
