@@ -248,8 +248,11 @@ class _OutOfMemory(Exception):
 
 
 def _is_oom(exc: BaseException) -> bool:
+    """CUDA's OutOfMemoryError, or an allocator failure on another device (CPU: "can't allocate
+    memory"); both are RuntimeErrors."""
     oom_type = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
-    return isinstance(exc, oom_type) or "out of memory" in str(exc).lower()
+    text = str(exc).lower()
+    return isinstance(exc, oom_type) or "out of memory" in text or "can't allocate" in text
 
 
 def decompose_iter(
@@ -268,8 +271,8 @@ def decompose_iter(
     Yields :class:`Progress` after each tile; returns an (N, H, W[, C]) array in the image's own
     dtype and channel layout. ``cancel`` is polled between tiles; when it returns True the run
     stops with :class:`Cancelled`. ``tile`` is the tile side in pixels (None: a default for the
-    device; 0: the whole image at once). On CUDA out of memory the tile is halved and the run
-    restarts, with a warning.
+    device; 0: the whole image at once). When the device runs out of memory the tile is halved
+    and the run restarts, with a warning and a progress message saying so.
     """
     rgb, alpha, layout = to_rgb_float(image)
     h, w = rgb.shape[:2]
@@ -355,7 +358,7 @@ def _run_tile(rgb, labels, model, device, amp) -> np.ndarray:
             y = model(_pad_to(x, stride), _pad_to(g, stride))
         y = y[0, :, :, :h, :w].float().permute(0, 2, 3, 1).cpu().numpy()
     except RuntimeError as exc:
-        if device.type != "cpu" and _is_oom(exc):
+        if _is_oom(exc):
             raise _OutOfMemory() from exc
         raise
     return y

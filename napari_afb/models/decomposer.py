@@ -8,8 +8,8 @@ Design (ours, not the reference's), from what TRAINING_NOTES.md measured:
   a small per-frame correction; this path leaves the identity plateau quickly in training and
   follows the guidance's sign;
 * a **restoration residual** per frame on top of the warp, to sharpen what warping cannot;
-* an **exactly blur-consistent** output: in linear light the frames are shifted so that their
-  mean is the input (``mean_t frame_t == input`` up to clipping at 0 and 1).
+* an **exactly blur-consistent** output: in linear light the frames are rescaled so that their
+  mean is the input (``mean_t frame_t == input``), without leaving [0, 1].
 
 All output heads start at zero, so an untrained network returns N copies of its input.
 """
@@ -103,10 +103,10 @@ class MotionUNet(nn.Module):
         correction = out[:, 2 : 2 + 2 * n].view(b, n, 2, h, w)
         residual = out[:, 2 + 2 * n :].view(b, n, 3, h, w)
         motion = self.taus * velocity + correction  # (B, N, 2, H, W) sampling offsets (dx, dy)
-        frames = warp(image.float(), motion) + residual
+        frames = (warp(image.float(), motion) + residual).clamp(0.0, 1.0)
         if self.blur_consistent:
             frames = project_blur_consistent(frames, image.float())
-        return frames.clamp(0.0, 1.0)
+        return frames
 
 
 def warp(image: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
@@ -128,11 +128,18 @@ def warp(image: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
 
 
 def project_blur_consistent(frames: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-    """Shift frames (B, N, 3, H, W) in linear light so their mean equals image (B, 3, H, W).
+    """Make frames (B, N, 3, H, W) average to image (B, 3, H, W) in linear light, exactly.
 
-    Returns sRGB frames (B, N, 3, H, W). The shift is the same for every frame at a pixel (the
-    least-squares correction); clipping to [0, 1] afterwards is the only source of inconsistency.
+    Returns sRGB frames (B, N, 3, H, W) in [0, 1]. Per pixel and channel, with ``m`` the frames'
+    linear mean and ``b`` the input's: when ``m > b`` every frame is scaled toward 0 by ``b / m``;
+    when ``m < b`` toward 1, ``1 - (1 - f) (1 - b) / (1 - m)``. Both keep the frames in [0, 1]
+    (an additive shift would push dark frames below 0 and need clipping, which breaks the
+    average) and preserve their relative contrast.
     """
     lin = srgb_to_linear(frames)
-    lin = lin + (srgb_to_linear(image) - lin.mean(dim=1)).unsqueeze(1)
-    return linear_to_srgb(lin)
+    target = srgb_to_linear(image).unsqueeze(1)
+    mean = lin.mean(dim=1, keepdim=True)
+    eps = 1e-6
+    down = lin * (target / mean.clamp_min(eps))
+    up = 1 - (1 - lin) * ((1 - target) / (1 - mean).clamp_min(eps))
+    return linear_to_srgb(torch.where(mean > target, down, up))
