@@ -1,0 +1,103 @@
+"""The training-side subcommands of ``napari-afb``: train, evaluate, inspect-data."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+
+def train_command(args) -> int:
+    from .config import load_config
+    from .train import train
+
+    overrides = {}
+    if args.out:
+        overrides["out_dir"] = args.out
+    if args.steps:
+        overrides["optim.steps"] = args.steps
+    cfg = load_config(args.config, overrides)
+    result = train(cfg, resume=args.resume, device=args.device)
+    if result.last_weights is not None:  # rank 0
+        print(f"trained {result.step} steps; weights: {result.last_weights}")
+        if result.best_weights:
+            print(f"best validation: {json.dumps(result.best_metrics)} -> {result.best_weights}")
+    return 0
+
+
+def evaluate_command(args) -> int:
+    from ..engine import select_device
+    from ..weights import load_weights
+    from .datasets import WindowSpec, open_clips, validation_windows
+    from .evaluate import evaluate
+
+    device = select_device(args.device)
+    model, info = load_weights(args.weights, device)
+    clips = open_clips(args.data, 3.0)
+    spec = WindowSpec(n_frames=model.n_frames)
+    windows, stats = validation_windows(
+        clips, args.windows, spec, seed=args.seed, width=args.width or None
+    )
+    if not windows:
+        raise ValueError(f"no usable windows in {args.data} ({stats.summary()})")
+    print(f"weights: {info.summary()}; windows: {stats.summary()}")
+    report = evaluate(
+        model,
+        windows,
+        device=str(device),
+        guidance=args.guidance,
+        sheet_path=args.sheet,
+        progress=True,
+    )
+    print(report.table())
+    if args.json:
+        args.json.write_text(json.dumps(report.to_dict(), indent=2))
+    return 0
+
+
+def inspect_command(args) -> int:
+    from .. import io
+    from .datasets import WindowSpec, open_clips, random_window
+    from .synthesis import Rejected, RejectionStats
+
+    clips = open_clips(args.data, args.max_step_motion, min_side=args.crop + 32)
+    spec = WindowSpec(crop=args.crop, max_step_motion=args.max_step_motion)
+    rng = np.random.default_rng(args.seed)
+    rows, total = [], RejectionStats()
+    print(f"{'clip':28s} {'frames':>6s} {'size':>9s} {'scale':>5s}  windows")
+    for clip in clips:
+        stats = RejectionStats()
+        for _ in range(args.windows):
+            try:
+                window = random_window(clip, spec, rng)
+            except Rejected as exc:
+                stats[exc.reason] += 1
+                continue
+            stats["kept"] += 1
+            if sum(1 for r in rows if r[0] == clip.path.name) < 2:
+                rows.append((clip.path.name, window))
+        total.update(stats)
+        size = f"{clip.width}x{clip.height}"
+        print(
+            f"{clip.path.name[:28]:28s} {clip.length:6d} {size:>9s} {clip.scale:5.2f}  "
+            f"{stats.summary()}"
+        )
+    print(f"{'all':28s} {'':6s} {'':9s} {'':5s}  {total.summary()}")
+    if args.preview and rows:
+        tiles = []
+        for _, w in rows:
+            n = len(w.frames)
+            parts = [
+                w.blurry,
+                io.guidance_rgb(w.guidance) / 255.0,
+                w.frames[0],
+                w.frames[n // 2],
+                w.frames[-1],
+            ]
+            tiles.append(np.concatenate(parts, axis=1))
+        io.write_png(args.preview, io.to_uint8(np.concatenate(tiles, axis=0)))
+        print(f"preview (blurry, guidance, first/middle/last frame per row): {args.preview}")
+    return 0
+
+
+COMMANDS = {"train": train_command, "evaluate": evaluate_command, "inspect-data": inspect_command}

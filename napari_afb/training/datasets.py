@@ -1,0 +1,273 @@
+"""Datasets of training windows, made on the fly from videos, frame folders and stills.
+
+Nothing is pre-extracted: each item decodes N consecutive frames at a random place of a random
+clip, downscaled so the clip's fast motion stays within ``max_step_motion`` px per frame,
+synthesizes the blur, crops and augments. Every item is a pure function of (seed, epoch,
+index), so runs are reproducible, resumable and identical across DataLoader worker counts.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from ..guidance import Augmentation
+from .synthesis import Rejected, RejectionStats, SynthesisConfig, dis_flow, synthesize
+from .window import Window
+
+# Seeking H.264 makes FFmpeg warn about slices it skips on its way to the frame; the frames are
+# right (checked frame by frame against sequential decoding on the clips in ../shared/data).
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
+VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm"}
+IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
+
+
+def expand_sources(patterns: list[str]) -> list[Path]:
+    """Video files and frame folders named by paths or glob patterns. A folder that holds videos
+    (at any depth) stands for those videos; one that holds none but two or more images is one
+    clip, its frames in name order."""
+    out: list[Path] = []
+    for pattern in patterns:
+        matches = sorted(glob.glob(os.path.expanduser(pattern))) or [pattern]
+        for m in map(Path, matches):
+            if m.is_file() and m.suffix.lower() in VIDEO_EXTENSIONS:
+                out.append(m)
+            elif m.is_dir():
+                videos = sorted(p for p in m.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS)
+                images = [p for p in m.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS]
+                out += videos if videos else ([m] if len(images) >= 2 else [])
+            else:
+                raise FileNotFoundError(f"no video file or frame folder at {pattern!r}")
+    if not out:
+        raise FileNotFoundError(f"no videos found in {patterns}")
+    return out
+
+
+class Clip:
+    """A video file or a folder of frames, read a window at a time (RGB uint8)."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        if self.path.is_dir():
+            self.files = sorted(
+                p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS
+            )
+            first = cv2.imread(str(self.files[0]), cv2.IMREAD_COLOR)
+            if first is None:
+                raise ValueError(f"cannot read frame {self.files[0]}")
+            self.length, (self.height, self.width) = len(self.files), first.shape[:2]
+        else:
+            self.files = None
+            cap = cv2.VideoCapture(str(self.path))
+            if not cap.isOpened():
+                raise ValueError(f"cannot open video {self.path}")
+            self.length = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+            self.width = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
+            self.height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+            # Container frame counts can be one or two too high (box.mp4 claims 456 of 455):
+            # trust the count only as far as the last frame that decodes.
+            for _ in range(4):
+                if self.length <= 0:
+                    break
+                cap.set(cv2.CAP_PROP_POS_FRAMES, self.length - 1)
+                if cap.read()[0]:
+                    break
+                self.length -= 1
+            cap.release()
+            if self.length <= 0 or self.width <= 0:
+                raise ValueError(f"{self.path} has no readable frames")
+        self.scale = 1.0
+
+    def read(self, start: int, count: int, scale: float | None = None) -> np.ndarray:
+        """Frames [start, start + count) as (count, H', W', 3) uint8 RGB, resized by ``scale``."""
+        scale = self.scale if scale is None else scale
+        if self.files is not None:
+            raw = [cv2.imread(str(f), cv2.IMREAD_COLOR) for f in self.files[start : start + count]]
+        else:
+            cap = cv2.VideoCapture(str(self.path))
+            cap.set(cv2.CAP_PROP_POS_FRAMES, start)
+            raw = [cap.read()[1] for _ in range(count)]
+            cap.release()
+        if len(raw) < count or any(f is None for f in raw):
+            raise Rejected("unreadable", f"{self.path.name} frames {start}-{start + count - 1}")
+        out = []
+        for f in raw:
+            if scale != 1.0:
+                size = (max(1, round(f.shape[1] * scale)), max(1, round(f.shape[0] * scale)))
+                f = cv2.resize(f, size, interpolation=cv2.INTER_AREA)
+            out.append(cv2.cvtColor(f, cv2.COLOR_BGR2RGB))
+        return np.stack(out)
+
+    def estimate_scale(self, max_step_motion: float, pairs: int = 6) -> float:
+        """The downscale (<= 1) that brings the clip's 95th-percentile motion per frame step to
+        ``max_step_motion`` px, measured on ``pairs`` evenly spaced frame pairs."""
+        analysis = min(1.0, 320 / max(self.width, self.height))
+        motions = []
+        for start in np.linspace(0, max(self.length - 2, 0), pairs).astype(int):
+            a, b = self.read(int(start), 2, analysis)
+            g = [cv2.cvtColor(x, cv2.COLOR_RGB2GRAY) for x in (a, b)]
+            motions.append(np.percentile(np.linalg.norm(dis_flow(*g), axis=-1), 95) / analysis)
+        p95 = float(np.median(motions))
+        return float(min(1.0, max_step_motion / max(p95, 1e-6)))
+
+
+@dataclass
+class WindowSpec:
+    """What the dataset makes: crop size, frames per window, and how the blur is synthesized."""
+
+    n_frames: int = 7
+    crop: int = 128
+    margin: int = 16
+    max_step_motion: float = 3.0
+    synthesis: SynthesisConfig = SynthesisConfig()
+
+
+def to_tensors(window: Window) -> dict[str, torch.Tensor]:
+    """A Window as channel-first tensors: blurry (3, H, W), frames (N, 3, H, W), guidance
+    (H, W) long."""
+    return {
+        "blurry": torch.from_numpy(np.ascontiguousarray(window.blurry.transpose(2, 0, 1))),
+        "frames": torch.from_numpy(np.ascontiguousarray(window.frames.transpose(0, 3, 1, 2))),
+        "guidance": torch.from_numpy(window.guidance.astype(np.int64)),
+    }
+
+
+class VideoWindows(torch.utils.data.Dataset):
+    """Random windows from clips (and stills, a fraction ``stills_fraction`` of items).
+
+    ``len`` is the number of items per epoch. Item ``i`` of epoch ``e`` is made from a generator
+    seeded with (seed, e, i); rejected windows are retried at other places.
+    """
+
+    def __init__(
+        self,
+        clips: list[Clip],
+        spec: WindowSpec,
+        items_per_epoch: int,
+        seed: int = 0,
+        augment: bool = True,
+        stills=None,
+        stills_fraction: float = 0.0,
+    ):
+        if not clips and stills is None:
+            raise ValueError("no clips and no stills source: nothing to train on")
+        self.clips, self.spec, self.items, self.seed = clips, spec, items_per_epoch, seed
+        self.augment, self.stills, self.stills_fraction = augment, stills, stills_fraction
+        self.epoch = 0
+        self.stats = RejectionStats()
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.items
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        window = self.make_window(rng)
+        if self.augment:
+            window = window.augmented(Augmentation.random(rng))
+        return to_tensors(window)
+
+    def make_window(self, rng: np.random.Generator, attempts: int = 20) -> Window:
+        use_stills = self.stills is not None and (
+            not self.clips or rng.random() < self.stills_fraction
+        )
+        if use_stills:
+            return self.stills.sample(rng)
+        weights = np.array([c.length for c in self.clips], dtype=float)
+        for _ in range(attempts):
+            clip = self.clips[rng.choice(len(self.clips), p=weights / weights.sum())]
+            try:
+                window = random_window(clip, self.spec, rng)
+            except Rejected as exc:
+                self.stats[exc.reason] += 1
+                continue
+            self.stats["kept"] += 1
+            return window
+        raise RuntimeError(
+            f"no usable window in {attempts} attempts ({self.stats.summary()}); the clips may "
+            f"be too static, too short or full of cuts"
+        )
+
+
+def random_window(clip: Clip, spec: WindowSpec, rng: np.random.Generator) -> Window:
+    """One synthesized window at a random place of ``clip`` (downscaled by clip.scale), cropped
+    to spec.crop (with spec.margin of context around the crop for the flow)."""
+    if clip.length < spec.n_frames:
+        raise Rejected("unreadable", f"{clip.path.name} has only {clip.length} frames")
+    start = int(rng.integers(0, clip.length - spec.n_frames + 1))
+    frames = clip.read(start, spec.n_frames)
+    h, w = frames.shape[1:3]
+    c = spec.crop + 2 * spec.margin
+    if h < spec.crop or w < spec.crop:
+        raise ValueError(
+            f"{clip.path.name} at scale {clip.scale:.2f} is {w}x{h}, smaller than "
+            f"the {spec.crop}-px crop; lower the crop or max_step_motion"
+        )
+    ch, cw = min(c, h), min(c, w)
+    y = int(rng.integers(0, h - ch + 1))
+    x = int(rng.integers(0, w - cw + 1))
+    window = synthesize(
+        frames[:, y : y + ch, x : x + cw],
+        spec.synthesis,
+        rng,
+        source={"clip": clip.path.name, "start": start, "scale": clip.scale},
+    )
+    my, mx = (ch - spec.crop) // 2, (cw - spec.crop) // 2
+    return window.crop(my, mx, spec.crop, spec.crop)
+
+
+def open_clips(patterns: list[str], max_step_motion: float, min_side: int = 160) -> list[Clip]:
+    """Open every clip and set its downscale for ``max_step_motion``, but never so far that
+    the short side drops below ``min_side`` (it must hold a crop and its margin)."""
+    clips = [Clip(p) for p in expand_sources(patterns)]
+    for clip in clips:
+        floor = min(1.0, min_side / min(clip.width, clip.height))
+        clip.scale = max(clip.estimate_scale(max_step_motion), floor)
+    return clips
+
+
+def validation_windows(
+    clips: list[Clip], count: int, spec: WindowSpec, seed: int = 1234, width: int | None = 320
+) -> tuple[list[Window], RejectionStats]:
+    """A deterministic validation set: ``count`` windows spread evenly over the clips, full
+    frames resized to ``width`` (or crops of spec.crop when width is None), no degradation
+    beyond the spec's, no augmentation. The same seed always gives the same windows."""
+    rng = np.random.default_rng(seed)
+    stats = RejectionStats()
+    windows: list[Window] = []
+    per_clip = [count // len(clips) + (i < count % len(clips)) for i in range(len(clips))]
+    for clip, want in zip(clips, per_clip):
+        starts = np.linspace(0, clip.length - spec.n_frames, max(want * 4, 1)).astype(int)
+        kept = 0
+        for start in starts:
+            if kept == want:
+                break
+            try:
+                if width is None:
+                    window = random_window(clip, spec, rng)
+                else:
+                    scale = width / clip.width
+                    frames = clip.read(int(start), spec.n_frames, scale)
+                    h = frames.shape[1] - frames.shape[1] % 8
+                    window = synthesize(
+                        frames[:, :h],
+                        spec.synthesis,
+                        rng,
+                        source={"clip": clip.path.name, "start": int(start), "scale": scale},
+                    )
+            except Rejected as exc:
+                stats[exc.reason] += 1
+                continue
+            stats["kept"] += 1
+            windows.append(window)
+            kept += 1
+    return windows, stats

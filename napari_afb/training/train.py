@@ -1,0 +1,340 @@
+"""The decomposer's training loop, on one device or under ``torchrun`` (DistributedDataParallel:
+NCCL on GPUs, Gloo on CPUs).
+
+Per step: a batch of windows, the loss and the loss of the blurry baseline on the same batch
+(their ratio is the plateau indicator: 1.0 means the model still copies its input), AdamW with a
+warm-up then cosine schedule, gradient clipping, bf16 autocast on CUDA. Rank 0 logs JSON lines,
+validates, plots the curves, writes checkpoints atomically and exports the best weights in the
+package's weights format. A killed run resumes exactly where its last checkpoint stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from .. import models
+from ..engine import autocast_dtype, select_device
+from ..weights import save_weights, state_digest
+from .config import TrainConfig
+from .datasets import VideoWindows, WindowSpec, open_clips, validation_windows
+from .losses import baseline_loss, decomposer_loss
+from .synthesis import SynthesisConfig
+
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass
+class TrainResult:
+    """What a run produced: paths, the last step, the best validation metrics, and a digest of
+    the final parameters (equal on every rank of a distributed run)."""
+
+    out_dir: Path
+    step: int
+    best_weights: Path | None = None
+    last_weights: Path | None = None
+    best_metrics: dict = field(default_factory=dict)
+    param_digest: str = ""
+    cancelled: bool = False
+
+
+class EpochSampler(torch.utils.data.Sampler):
+    """A permutation of the dataset per (seed, epoch), split across ranks, that can start part
+    way through (to resume exactly)."""
+
+    def __init__(self, n: int, seed: int, epoch: int, rank: int, world: int, skip: int = 0):
+        perm = np.random.default_rng([seed, epoch, 7]).permutation(n)
+        self.indices = perm[rank::world][skip:].tolist()
+
+    def __iter__(self):
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+def lr_factor(step: int, warmup: int, total: int) -> float:
+    """Linear warm-up to 1, then cosine decay to 0 at ``total``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def _distributed() -> tuple[int, int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    rank = dist.get_rank() if world > 1 else 0
+    return rank, world, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def _worker_init(_):
+    import cv2
+
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+
+
+def build_data(cfg: TrainConfig, rank: int = 0):
+    """The training dataset and (on rank 0) the fixed validation windows."""
+    d = cfg.data
+    spec = WindowSpec(
+        n_frames=d.n_frames,
+        crop=d.crop,
+        max_step_motion=d.max_step_motion,
+        synthesis=SynthesisConfig(
+            substeps=d.substeps, noise_std=d.noise_std, jpeg_prob=d.jpeg_prob
+        ),
+    )
+    clips = open_clips(d.videos, d.max_step_motion) if d.videos else []
+    stills = None
+    if d.stills:
+        from .stills import StillsSource
+
+        stills = StillsSource(
+            n_frames=d.n_frames,
+            size=(d.crop, d.crop),
+            substeps=d.substeps,
+            max_shift=d.max_step_motion * (d.n_frames - 1),
+        )
+    train = VideoWindows(
+        clips,
+        spec,
+        d.items_per_epoch,
+        seed=cfg.seed,
+        stills=stills,
+        stills_fraction=d.stills_fraction if clips else 1.0,
+    )
+    val = []
+    if rank == 0 and d.val_windows:
+        if d.val_videos:
+            val_spec = WindowSpec(
+                n_frames=d.n_frames, crop=d.crop, synthesis=SynthesisConfig(substeps=d.substeps)
+            )
+            val_clips = open_clips(d.val_videos, d.max_step_motion)
+            val, _ = validation_windows(
+                val_clips, d.val_windows, val_spec, seed=cfg.seed + 1, width=d.val_width or None
+            )
+        elif stills is not None:  # no held-out clips: a fixed set of stills windows
+            rng = np.random.default_rng([cfg.seed, 99])
+            val = [stills.sample(rng) for _ in range(d.val_windows)]
+    return train, val
+
+
+def validate(model, windows, device) -> dict:
+    """Mean scores of the model and of the blurry baseline on the validation windows."""
+    from .evaluate import evaluate
+
+    report = evaluate(model, windows, device=str(device))
+    out = {k: float(v) for k, v in report.model.items()}
+    out.update({f"baseline_{k}": float(v) for k, v in report.baseline.items()})
+    out["reblur_psnr"] = float(report.reblur)
+    return out
+
+
+def train(
+    cfg: TrainConfig,
+    *,
+    resume: bool = False,
+    device: str = "auto",
+    progress: bool = True,
+    callback: Callable[[dict], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> TrainResult:
+    """Train the decomposer as ``cfg`` says; see the module docstring.
+
+    ``callback`` receives every logged record (dicts with "step", "loss", "ratio", ... or
+    "val_*" keys); ``should_stop`` is polled every step: when it returns True the run saves a
+    checkpoint and returns with ``cancelled=True``.
+    """
+    rank, world, local_rank = _distributed()
+    dev = (
+        torch.device(f"cuda:{local_rank}")
+        if torch.cuda.is_available() and world > 1
+        else select_device(device)
+    )
+    out = Path(cfg.out_dir)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    torch.manual_seed(cfg.seed)
+    arch_args = {"n_frames": cfg.data.n_frames, **cfg.model.args}
+    model = models.build(cfg.model.architecture, **arch_args).to(dev)
+    opt = torch.optim.AdamW(
+        model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay, betas=(0.9, 0.99)
+    )
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: lr_factor(s, cfg.optim.warmup_steps, cfg.optim.steps)
+    )
+    step, epoch, position, best = 0, 0, 0, {}
+    ckpt_path = out / CHECKPOINT
+    if resume:
+        if not ckpt_path.is_file():
+            raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path}")
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        step, epoch, position = state["step"], state["epoch"], state["position"]
+        best = json.loads(state["best"])
+    net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    amp = autocast_dtype(dev, cfg.optim.precision)
+    train_set, val_windows = build_data(cfg, rank)
+    log_path = out / "log.jsonl"
+    bar = None
+    if progress and rank == 0:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg.optim.steps, initial=step, unit="step", desc="train")
+
+    def log(record: dict) -> None:
+        if rank != 0:
+            return
+        with open(log_path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if callback is not None:
+            callback(record)
+
+    cancelled = False
+    t_last, n_last = time.perf_counter(), 0
+    while step < cfg.optim.steps and not cancelled:
+        train_set.set_epoch(epoch)
+        sampler = EpochSampler(
+            len(train_set), cfg.seed, epoch, rank, world, skip=position * cfg.data.batch_size
+        )
+        loader = torch.utils.data.DataLoader(
+            train_set,
+            batch_size=cfg.data.batch_size,
+            sampler=sampler,
+            drop_last=True,
+            num_workers=cfg.data.workers,
+            worker_init_fn=_worker_init,
+            persistent_workers=False,
+            pin_memory=dev.type == "cuda",
+        )
+        for batch in loader:
+            if should_stop is not None and should_stop():
+                cancelled = True
+                break
+            blurry, frames = batch["blurry"].to(dev), batch["frames"].to(dev)
+            guidance = batch["guidance"].to(dev)
+            onehot = torch.nn.functional.one_hot(guidance, 5).permute(0, 3, 1, 2).float()
+            model.train()
+            with torch.autocast(dev.type, dtype=amp or torch.float32, enabled=amp is not None):
+                pred = net(blurry, onehot)
+            loss = decomposer_loss(pred.float(), frames, guidance, cfg.loss)
+            with torch.no_grad():
+                base = baseline_loss(blurry, frames, guidance, cfg.loss)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+            opt.step()
+            sched.step()
+            step, position, n_last = step + 1, position + 1, n_last + len(blurry) * world
+            if bar is not None:
+                bar.update(1)
+            if step % cfg.log_every == 0 or step == cfg.optim.steps:
+                stats = torch.stack([loss.detach(), base]).float()
+                if world > 1:
+                    dist.all_reduce(stats)
+                    stats /= world
+                now = time.perf_counter()
+                log(
+                    {
+                        "step": step,
+                        "loss": float(stats[0]),
+                        "baseline": float(stats[1]),
+                        "ratio": float(stats[0] / stats[1]),
+                        "lr": sched.get_last_lr()[0],
+                        "grad_norm": float(grad_norm),
+                        "samples_per_s": n_last / (now - t_last),
+                        "epoch": epoch,
+                    }
+                )
+                if bar is not None:
+                    bar.set_postfix(ratio=f"{float(stats[0] / stats[1]):.3f}")
+                t_last, n_last = now, 0
+            if rank == 0 and val_windows and (step % cfg.val_every == 0 or step == cfg.optim.steps):
+                scores = validate(model.eval(), val_windows, dev)
+                log({"step": step, **{f"val_{k}": v for k, v in scores.items()}})
+                if not best or scores["psnr"] > best.get("psnr", -1e9):
+                    best = {**scores, "step": step}
+                    _export(model, out / "best.safetensors", cfg, arch_args, best)
+                _plot(log_path, out / "curves.png")
+            if step % cfg.checkpoint_every == 0 or step == cfg.optim.steps:
+                _checkpoint(ckpt_path, model, opt, sched, step, epoch, position, best, rank)
+            if step >= cfg.optim.steps:
+                break
+        else:
+            epoch, position = epoch + 1, 0
+    if cancelled:
+        _checkpoint(ckpt_path, model, opt, sched, step, epoch, position, best, rank)
+    if bar is not None:
+        bar.close()
+    result = TrainResult(
+        out,
+        step,
+        best_metrics=best,
+        cancelled=cancelled,
+        param_digest=state_digest(model.state_dict()),
+    )
+    if rank == 0:
+        result.last_weights = _export(
+            model, out / "last.safetensors", cfg, arch_args, {"step": step}
+        )
+        if (out / "best.safetensors").is_file():
+            result.best_weights = out / "best.safetensors"
+        _plot(log_path, out / "curves.png")
+    if world > 1:
+        dist.barrier()
+    return result
+
+
+def _checkpoint(path: Path, model, opt, sched, step, epoch, position, best, rank) -> None:
+    if rank != 0:
+        return
+    state = {
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(),
+        "step": step,
+        "epoch": epoch,
+        "position": position,
+        "best": json.dumps(best),
+    }
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def _export(model, path: Path, cfg: TrainConfig, arch_args: dict, metrics: dict) -> Path:
+    recipe = {k: v for k, v in cfg.to_dict().items() if k not in ("out_dir",)}
+    data = {"videos": cfg.data.videos, "val_videos": cfg.data.val_videos, "stills": cfg.data.stills}
+    return save_weights(
+        model,
+        path,
+        architecture=cfg.model.architecture,
+        arch_args=arch_args,
+        recipe=recipe,
+        data=data,
+        metrics=metrics,
+    )
+
+
+def _plot(log_path: Path, png: Path) -> None:
+    from .plot import plot_training_log
+
+    try:
+        plot_training_log(log_path, png)
+    except Exception as exc:  # a plot must never stop training
+        print(f"(could not plot {png}: {exc})")

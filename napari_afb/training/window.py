@@ -1,0 +1,55 @@
+"""The unit of training data: one synthesized exposure with its ground truth."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..guidance import TRAINING_THRESHOLD, Augmentation, guidance_from_flow
+
+
+@dataclass
+class Window:
+    """A blurry image and what made it.
+
+    blurry : (H, W, 3) float32, sRGB in [0, 1] (the linear-light mean of the exposure)
+    frames : (N, H, W, 3) float32, sRGB in [0, 1], the sharp frames in time order
+    flow : (H, W, 2) float32, mean motion per frame step (dx, dy) in pixels, over the exposure
+    guidance : (H, W) uint8 labels of ``flow`` by the training threshold (0.2 px)
+    source : where it came from (clip and frame, or still and path), for reports
+    """
+
+    blurry: np.ndarray
+    frames: np.ndarray
+    flow: np.ndarray
+    guidance: np.ndarray
+    source: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_flow(cls, blurry, frames, flow, source=None) -> Window:
+        flow = np.asarray(flow, np.float32)
+        labels = guidance_from_flow(flow, threshold=TRAINING_THRESHOLD)
+        return cls(
+            blurry.astype(np.float32), frames.astype(np.float32), flow, labels, dict(source or {})
+        )
+
+    def augmented(self, aug: Augmentation) -> Window:
+        """The same window flipped / rotated / time-reversed; guidance recomputed from the
+        transformed flow (exact even for axis-aligned motion)."""
+        return Window.from_flow(
+            aug.apply_image(self.blurry),
+            aug.apply_frames(self.frames),
+            aug.apply_flow(self.flow),
+            {**self.source, "augmentation": aug},
+        )
+
+    def crop(self, y: int, x: int, h: int, w: int) -> Window:
+        s = np.s_[y : y + h, x : x + w]
+        return Window(
+            self.blurry[s],
+            self.frames[:, y : y + h, x : x + w],
+            self.flow[s],
+            self.guidance[s],
+            dict(self.source),
+        )
