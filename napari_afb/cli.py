@@ -55,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     d.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
     _add_run_options(d)
-    d.add_argument("--fps", type=float, default=10.0, help="GIF frame rate (default 10)")
+    d.add_argument("--fps", type=_positive, default=10.0, help="GIF frame rate (default 10)")
     d.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
 
     m = sub.add_parser(
@@ -127,6 +127,16 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--weights", type=Path, help="decomposer weights (default: packaged or $NAPARI_AFB_WEIGHTS)"
@@ -166,6 +176,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except MemoryError as exc:
         print(f"napari-afb: out of memory: {exc}; try a smaller --tile", file=sys.stderr)
+        return EXIT_FAILED
+    except OSError as exc:  # e.g. a full disk while writing; nothing half-written remains
+        print(f"napari-afb: failed: {exc}", file=sys.stderr)
         return EXIT_FAILED
 
 

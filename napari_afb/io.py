@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -119,6 +119,8 @@ def write_png(path: Path, image: np.ndarray) -> None:
 
 def write_gif(path: Path, frames: np.ndarray, fps: float = 10.0, bounce: bool = False) -> None:
     """Write (N, H, W[, C]) frames as a looping animated GIF. ``bounce`` plays forward then back."""
+    if not fps > 0:
+        raise ValueError(f"the frame rate must be positive, got {fps}")
     frames = to_uint8(frames)
     seq = list(frames) + (list(frames[-2:0:-1]) if bounce else [])
     images = [Image.fromarray(f[..., :3] if f.ndim == 3 else f) for f in seq]
@@ -136,7 +138,10 @@ def staged_directory(dest: str | os.PathLike, overwrite: bool = False) -> Iterat
     dest = Path(dest)
     check_destination(dest, overwrite)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
+    # Not tempfile.mkdtemp: its folder is mode 0700, and this folder becomes the user's output,
+    # which should get the usual permissions from the umask.
+    tmp = dest.parent / f".{dest.name}.{secrets.token_hex(6)}.partial"
+    tmp.mkdir()
     try:
         yield tmp
         check_destination(dest, overwrite)

@@ -143,7 +143,9 @@ def synthesize(
 
     for i in range(n - 1):
         warped = backward_warp(grey[i + 1], fwd[i]).astype(np.float32)
-        err = float(np.mean(np.abs(warped - grey[i]) * vis0[i]) / 255.0)
+        # All pixels count: at a cut the flow is inconsistent almost everywhere, and masking
+        # those pixels out would hide the cut.
+        err = float(np.mean(np.abs(warped - grey[i])) / 255.0)
         if err > cfg.scene_cut:
             raise Rejected("scene cut", f"interval {i}: warped difference {err:.3f}")
         bad = 1.0 - float(vis0[i].mean())

@@ -1,0 +1,421 @@
+"""The ``napari-afb`` command line: outputs, exit codes, messages, and all-or-nothing writes."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import SMALL_ARGS, perturbed_model
+from PIL import Image
+from skimage import data
+
+import napari_afb
+from napari_afb import api, cli, io
+from napari_afb.weights import save_weights
+
+SCRIPT = Path(sys.executable).with_name("napari-afb")
+
+
+@pytest.fixture
+def weights_file(tmp_path):
+    return save_weights(
+        perturbed_model(0),
+        tmp_path / "models" / "small.safetensors",
+        architecture="motion_unet",
+        arch_args=SMALL_ARGS,
+    )
+
+
+@pytest.fixture
+def clock_png(tmp_path):
+    """The real motion-blurred photo (scikit-image 'clock'), grey 300x400, as a PNG."""
+    path = tmp_path / "clock.png"
+    io.write_png(path, data.clock())
+    return path
+
+
+def _small_clock() -> np.ndarray:
+    return np.ascontiguousarray(data.clock()[100:196, 130:258])  # 96 x 128 grey uint8
+
+
+@pytest.fixture
+def small_png(tmp_path):
+    path = tmp_path / "small.png"
+    io.write_png(path, _small_clock())
+    return path
+
+
+def run(capsys, *argv):
+    code = cli.main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _expected(image, guidance, weights):
+    return api.decompose(image, guidance, weights=weights, device="cpu")
+
+
+def _hidden(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+FRAME_NAMES = [f"frame_{t:02d}.png" for t in range(7)]
+
+
+# ------------------------------------------------------------------------------------------
+# Successful runs
+
+
+def test_decompose_clock_with_direction(tmp_path, capsys, clock_png, weights_file):
+    out = tmp_path / "out"
+    code, stdout, _ = run(
+        capsys, "decompose", clock_png, "--direction", "right-up", "--out", out,
+        "--weights", weights_file, "--device", "cpu",
+    )  # fmt: skip
+    assert code == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [*FRAME_NAMES, "animation.gif", "guidance.png"]
+    )
+    assert "wrote 7 frames (400x300)" in stdout
+
+    clock = data.clock()
+    frames = np.stack([io.read_image(out / name) for name in FRAME_NAMES])
+    assert frames.shape == (7, 300, 400)  # grey in, grey out
+    assert frames.dtype == np.uint8
+    expected = _expected(clock, np.full(clock.shape, 1, np.uint8), weights_file)
+    np.testing.assert_array_equal(frames, expected)
+    assert np.abs(frames.astype(int) - clock).mean() > 2  # the model did something
+
+    with Image.open(out / "animation.gif") as gif:
+        assert gif.n_frames == 12  # 7 forward + 5 back
+        assert gif.size == (400, 300)
+        assert gif.info["duration"] == 100  # --fps default 10
+    guide = io.read_image(out / "guidance.png")
+    assert guide.shape == (300, 400, 3)
+    assert (guide == guide[0, 0]).all() and tuple(guide[0, 0]) == (255, 0, 0)  # right-up: red
+    assert _hidden(tmp_path) == []
+
+
+@pytest.mark.parametrize("kind", ["npy", "png"])
+def test_decompose_with_guidance_file(tmp_path, capsys, small_png, weights_file, kind):
+    labels = np.random.default_rng(7).integers(0, 5, (96, 128), dtype=np.uint8)
+    gpath = tmp_path / f"guide.{kind}"
+    if kind == "npy":
+        np.save(gpath, labels)
+    else:
+        io.write_png(gpath, labels)  # single-channel label map
+    out = tmp_path / "out"
+    code, _, _ = run(
+        capsys, "decompose", small_png, "--guidance", gpath, "--out", out,
+        "--weights", weights_file, "--device", "cpu", "--fps", "4",
+    )  # fmt: skip
+    assert code == 0
+    frames = np.stack([io.read_image(out / name) for name in FRAME_NAMES])
+    np.testing.assert_array_equal(frames, _expected(_small_clock(), labels, weights_file))
+    np.testing.assert_array_equal(io.read_image(out / "guidance.png"), io.guidance_rgb(labels))
+    with Image.open(out / "animation.gif") as gif:
+        assert gif.n_frames == 12
+        assert gif.info["duration"] == 250
+
+
+def test_decompose_16_bit_rgb(tmp_path, capsys, rgb_image, weights_file):
+    rgb = np.ascontiguousarray(rgb_image[:80, :112])
+    noise = np.random.default_rng(0).integers(0, 256, rgb.shape)
+    img16 = (rgb.astype(np.uint16) * 256 + noise).astype(np.uint16)
+    src = tmp_path / "deep.png"
+    io.write_png(src, img16)
+    out = tmp_path / "out"
+    code, _, _ = run(
+        capsys, "decompose", src, "--direction", "left-down", "--out", out,
+        "--weights", weights_file, "--device", "cpu",
+    )  # fmt: skip
+    assert code == 0
+    frames = np.stack([io.read_image(out / name) for name in FRAME_NAMES])
+    assert frames.dtype == np.uint16
+    assert frames.shape == (7, 80, 112, 3)
+    assert (frames % 256 != 0).any()  # really 16-bit values, not 8-bit ones scaled up
+    expected = _expected(img16, np.full((80, 112), 3, np.uint8), weights_file)
+    np.testing.assert_array_equal(frames, expected)
+    with Image.open(out / "animation.gif") as gif:
+        assert gif.n_frames == 12
+
+
+def test_existing_output_is_refused_then_overwritten(tmp_path, capsys, small_png, weights_file):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    argv = ["decompose", small_png, "--direction", "left-up", "--out", out,
+            "--weights", weights_file, "--device", "cpu"]  # fmt: skip
+    code, _, err = run(capsys, *argv)
+    assert code == 2
+    assert "already exists" in err and "--overwrite" in err
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+    assert (out / "notes.txt").read_text() == "mine"
+
+    code, _, _ = run(capsys, *argv, "--overwrite")
+    assert code == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [*FRAME_NAMES, "animation.gif", "guidance.png"]
+    )
+    assert _hidden(tmp_path) == []
+
+
+def test_info_prints_the_metadata(capsys, weights_file):
+    code, stdout, _ = run(capsys, "info", weights_file)
+    assert code == 0
+    info = json.loads(stdout)
+    assert info["architecture"] == "motion_unet"
+    assert info["arch_args"] == SMALL_ARGS
+    assert info["role"] == "decomposer"
+    assert info["n_frames"] == 7
+    assert len(info["sha256"]) == 64
+
+
+def test_info_on_a_bad_file(tmp_path, capsys):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x00" * 100)
+    code, stdout, err = run(capsys, "info", bad)
+    assert code == 2
+    assert stdout == ""
+    assert "not a readable safetensors file" in err
+
+
+def test_demo_writes_scores(tmp_path, capsys, weights_file):
+    out = tmp_path / "demo"
+    code, stdout, _ = run(
+        capsys, "demo", "--out", out, "--weights", weights_file, "--device", "cpu"
+    )
+    assert code == 0
+    assert "weights: small.safetensors [motion_unet" in stdout
+    names = {p.name for p in out.iterdir()}
+    assert {"blurry.png", "guidance.png", "animation.gif", "truth.gif", "scores.json"} <= names
+    assert set(FRAME_NAMES) <= names
+    scores = json.loads((out / "scores.json").read_text())
+    assert len(scores) == 3
+    for name, value in scores.items():
+        assert isinstance(value, float), name
+        assert not math.isnan(value), name
+        assert value > 0, name  # a PSNR in dB (inf for an exact match)
+        assert f"{value:7.2f}" in stdout  # the same numbers are printed
+    assert _hidden(tmp_path) == []
+
+
+# ------------------------------------------------------------------------------------------
+# Bad input: exit 2, a message, and no output folder
+
+
+def _write_truncated_png(tmp_path):
+    path = tmp_path / "cut.png"
+    io.write_png(path, _small_clock())
+    whole = path.read_bytes()
+    path.write_bytes(whole[: len(whole) // 2])
+    return path
+
+
+def _write_truncated_jpeg(tmp_path):
+    path = tmp_path / "cut.jpg"
+    Image.fromarray(_small_clock()).save(path, quality=95)
+    whole = path.read_bytes()
+    path.write_bytes(whole[: len(whole) // 2])
+    return path
+
+
+def _write_junk_png(tmp_path):
+    path = tmp_path / "junk.png"
+    path.write_bytes(np.random.default_rng(1).integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    return path
+
+
+def _guidance(tmp_path, name, array):
+    path = tmp_path / name
+    if name.endswith(".npy"):
+        np.save(path, array)
+    else:
+        io.write_png(path, array)
+    return ["--guidance", path]
+
+
+def _wrong_size(tmp_path):
+    return _guidance(tmp_path, "g.npy", np.zeros((50, 60), np.uint8))
+
+
+def _seven(tmp_path):
+    labels = np.ones((96, 128), np.uint8)
+    labels[10, 20] = 7
+    return _guidance(tmp_path, "g7.png", labels)
+
+
+def _colour(tmp_path):
+    rgb = np.zeros((96, 128, 3), np.uint8)
+    rgb[:, :64] = (255, 0, 0)
+    return _guidance(tmp_path, "colour.png", rgb)
+
+
+DIRECTION = ["--direction", "right-down"]
+BAD_INPUTS = {
+    # name: (input maker, extra args maker, expected message pieces)
+    "missing input": (
+        lambda p: p / "nowhere.png",
+        lambda p: DIRECTION,
+        ["no such file", "nowhere"],
+    ),
+    "random bytes": (_write_junk_png, lambda p: DIRECTION, ["cannot read", "junk.png"]),
+    "truncated png": (_write_truncated_png, lambda p: DIRECTION, ["cut.png", "truncated"]),
+    "truncated jpeg": (_write_truncated_jpeg, lambda p: DIRECTION, ["cut.jpg", "truncated"]),
+    "guidance size": (None, _wrong_size, ["50x60", "96x128"]),
+    "guidance value 7": (None, _seven, ["g7.png", "0-4, found [7]"]),
+    "guidance in colour": (None, _colour, ["colour image", "single-channel"]),
+    "bad device": (None, lambda p: [*DIRECTION, "--device", "tpu9"], ["unknown device", "tpu9"]),
+    "missing weights": (
+        None,
+        lambda p: [*DIRECTION, "--weights", p / "gone.safetensors"],
+        ["weights file not found", "gone.safetensors"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, weights_file, small_png, case):
+    make_input, make_extra, pieces = BAD_INPUTS[case]
+    src = make_input(tmp_path) if make_input else small_png
+    extra = make_extra(tmp_path)
+    if "--weights" not in extra:
+        extra = [*extra, "--weights", weights_file]
+    out = tmp_path / "out"
+    code, stdout, err = run(capsys, "decompose", src, "--out", out, *extra)
+    assert code == 2
+    assert err.startswith("napari-afb: error: ")
+    for piece in pieces:
+        assert piece in err
+    assert "Traceback" not in err
+    assert not out.exists()
+    assert _hidden(tmp_path) == []
+
+
+def test_usage_errors_exit_2(capsys, small_png, tmp_path):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["decompose", str(small_png), "--out", str(tmp_path / "out")])
+    assert exc.value.code == 2
+    assert "--guidance" in capsys.readouterr().err  # one of --guidance / --direction is needed
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["decompose", str(small_png), "--direction", "sideways", "--out", "x"])
+    assert exc.value.code == 2
+    assert "right-up" in capsys.readouterr().err  # lists the valid names
+    assert not (tmp_path / "out").exists()
+
+
+def test_fps_zero_is_bad_input(tmp_path, capsys, small_png, weights_file):
+    out = tmp_path / "out"
+    try:
+        code, _, err = run(
+            capsys, "decompose", small_png, "--direction", "right-up", "--out", out,
+            "--weights", weights_file, "--device", "cpu", "--fps", "0",
+        )  # fmt: skip
+    except SystemExit as exc:  # an argparse refusal is fine too
+        code, err = exc.code, capsys.readouterr().err
+    assert code == 2
+    assert "fps" in err
+    assert not out.exists()
+
+
+# ------------------------------------------------------------------------------------------
+# Interruptions and failures leave nothing behind
+
+
+def test_interrupt_during_decompose(tmp_path, capsys, small_png, weights_file, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(api, "decompose", interrupted)
+    out = tmp_path / "out"
+    code, _, err = run(
+        capsys, "decompose", small_png, "--direction", "right-up", "--out", out,
+        "--weights", weights_file, "--device", "cpu",
+    )  # fmt: skip
+    assert code == 130
+    assert "interrupted" in err and "nothing was written" in err
+    assert not out.exists()
+    assert _hidden(tmp_path) == []
+
+
+def test_interrupt_while_writing(tmp_path, capsys, small_png, weights_file, monkeypatch):
+    def interrupted(path, frames, **kwargs):
+        assert len(list(Path(path).parent.glob("frame_*.png"))) == 7  # frames already written
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(io, "write_gif", interrupted)
+    out = tmp_path / "out"
+    code, _, err = run(
+        capsys, "decompose", small_png, "--direction", "right-up", "--out", out,
+        "--weights", weights_file, "--device", "cpu",
+    )  # fmt: skip
+    assert code == 130
+    assert not out.exists()
+    assert _hidden(tmp_path) == []
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_failure_mid_write_leaves_nothing(
+    tmp_path, capsys, small_png, weights_file, monkeypatch, existing
+):
+    out = tmp_path / "out"
+    if existing:
+        out.mkdir()
+        (out / "frame_00.png").write_bytes(b"previous run")
+    calls = []
+
+    def disk_full(path, frames, **kwargs):
+        calls.append(sorted(p.name for p in Path(path).parent.iterdir()))
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(io, "write_gif", disk_full)
+    argv = ["decompose", small_png, "--direction", "right-up", "--out", out,
+            "--weights", weights_file, "--device", "cpu", "--overwrite"]  # fmt: skip
+    code = cli.main([str(a) for a in argv])
+    assert code == 1  # a failure while running, with a one-line message, no traceback
+    assert "No space left on device" in capsys.readouterr().err
+    assert calls == [FRAME_NAMES]  # it failed after the frames were written
+    if existing:
+        assert [p.name for p in out.iterdir()] == ["frame_00.png"]
+        assert (out / "frame_00.png").read_bytes() == b"previous run"
+    else:
+        assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
+    assert _hidden(tmp_path) == []
+
+
+# ------------------------------------------------------------------------------------------
+# The installed console script
+
+
+def test_console_script(tmp_path, clock_png):
+    assert SCRIPT.is_file(), f"console script not installed at {SCRIPT}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NAPARI_AFB_")}
+    res = subprocess.run(
+        [SCRIPT, "--version"], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert res.returncode == 0
+    assert res.stdout.strip() == f"napari-afb {napari_afb.__version__}"
+
+    packaged = Path(napari_afb.__file__).parent / "weights" / "decomposer.safetensors"
+    if packaged.is_file():
+        pytest.skip("default weights ship now; the no-weights message no longer applies")
+    out = tmp_path / "out"
+    res = subprocess.run(
+        [SCRIPT, "decompose", clock_png, "--direction", "right-up", "--out", out],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert res.returncode == 2
+    assert "NAPARI_AFB_WEIGHTS" in res.stderr
+    assert "no trained default" in res.stderr
+    assert "Traceback" not in res.stderr
+    assert not out.exists()
