@@ -18,7 +18,9 @@ import torch.nn.functional as F
 
 from .guidance import N_CLASSES, check_guidance
 
-DEFAULT_TILE = {"cpu": 1024, "cuda": 2048, "mps": 1024}
+# Measured on a 2-core CPU (1024x1024 input): 512-px tiles 4.4 s/MP, 768 px 5.4, 1024 px 6.6:
+# smaller tiles stay in cache even though the overlap makes them process 1.56x the pixels.
+DEFAULT_TILE = {"cpu": 512, "cuda": 2048, "mps": 1024}
 DEFAULT_OVERLAP = 128
 MIN_TILE = 128
 

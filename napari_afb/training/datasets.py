@@ -160,6 +160,7 @@ class VideoWindows(torch.utils.data.Dataset):
             raise ValueError("no clips and no stills source: nothing to train on")
         self.clips, self.spec, self.items, self.seed = clips, spec, items_per_epoch, seed
         self.augment, self.stills, self.stills_fraction = augment, stills, stills_fraction
+        self.stills_only_epochs = 0  # curriculum: the first epochs use stills only
         self.epoch = 0
         self.stats = RejectionStats()
 
@@ -177,9 +178,8 @@ class VideoWindows(torch.utils.data.Dataset):
         return to_tensors(window)
 
     def make_window(self, rng: np.random.Generator, attempts: int = 20) -> Window:
-        use_stills = self.stills is not None and (
-            not self.clips or rng.random() < self.stills_fraction
-        )
+        fraction = 1.0 if self.epoch < self.stills_only_epochs else self.stills_fraction
+        use_stills = self.stills is not None and (not self.clips or rng.random() < fraction)
         if use_stills:
             return self.stills.sample(rng)
         weights = np.array([c.length for c in self.clips], dtype=float)

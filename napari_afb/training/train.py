@@ -115,6 +115,12 @@ def build_data(cfg: TrainConfig, rank: int = 0):
         stills=stills,
         stills_fraction=d.stills_fraction if clips else 1.0,
     )
+    if stills is not None and d.stills_only_steps:
+        # Curriculum (TRAINING_NOTES.md): exact, simple motion first. Workers see the dataset
+        # as it was when an epoch began, so the switch happens at an epoch boundary.
+        world = dist.get_world_size() if dist.is_initialized() else 1
+        per_epoch = max(1, d.items_per_epoch // (d.batch_size * world))
+        train.stills_only_epochs = math.ceil(d.stills_only_steps / per_epoch)
     val = []
     if rank == 0 and d.val_windows:
         if d.val_videos:
