@@ -145,5 +145,5 @@ def test_a_fresh_network_leaves_identity_when_trained():
         if step == 0:
             assert float(model.head.weight.grad[:2].abs().sum()) > 1e-4  # velocity learns
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     assert losses[-1] < 0.97 * losses[0], losses

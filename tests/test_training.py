@@ -219,6 +219,47 @@ def test_training_run_writes_logs_checkpoint_weights_and_plot(tmp_path):
     assert not list(out.glob(".*tmp*"))
 
 
+def test_sampler_resumes_mid_epoch_with_the_same_keys():
+    from napari_afb.training.train import EpochSampler
+
+    def first(sampler, n):
+        it = iter(sampler)
+        return [next(it) for _ in range(n)]
+
+    whole = first(EpochSampler(10, seed=1, rank=0, world=1, batch=3), 30)
+    assert sampler_epochs(whole) == [0] * 9 + [1] * 9 + [2] * 9 + [3] * 3  # 3 batches/epoch
+    assert first(EpochSampler(10, seed=1, rank=0, world=1, batch=3, start=4), 18) == whole[12:]
+    ranks = [first(EpochSampler(10, seed=1, rank=r, world=2, batch=2), 4) for r in (0, 1)]
+    assert not {k for k in ranks[0]} & {k for k in ranks[1]}  # ranks split each epoch
+
+
+def sampler_epochs(keys):
+    return [epoch for epoch, _ in keys]
+
+
+def test_training_with_worker_processes_after_opencv_was_used(tmp_path):
+    """Regression: a DataLoader worker forked from a process that had run OpenCV's threaded DIS
+    flow hung in cv2.setNumThreads. Workers now start fresh (forkserver) and persist. Runs in a
+    subprocess with a timeout, so a deadlock fails the test instead of hanging CI."""
+    cfg = _config(tmp_path, "workers", 3, workers=1, val_windows=0)
+    code = (
+        "import numpy as np, sys\n"
+        "sys.path.insert(0, 'tests')\n"
+        "from test_training import _translated\n"
+        "from napari_afb.training.synthesis import synthesize\n"
+        "from napari_afb.training.config import load_config\n"
+        "from napari_afb.training.train import train\n"
+        "synthesize(_translated(3, 2), rng=np.random.default_rng(0))  # OpenCV threads used\n"
+        f"r = train(load_config({str(cfg)!r}), device='cpu', progress=False)\n"
+        "print('steps', r.step)\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=180, cwd=ROOT
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "steps 3" in run.stdout
+
+
 def test_killed_run_resumes_exactly(tmp_path):
     """A run killed (SIGKILL) part way and resumed ends with exactly the parameters of an
     uninterrupted run with the same seed."""

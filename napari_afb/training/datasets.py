@@ -170,15 +170,21 @@ class VideoWindows(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return self.items
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        rng = np.random.default_rng([self.seed, self.epoch, index])
-        window = self.make_window(rng)
+    def __getitem__(self, key) -> dict[str, torch.Tensor]:
+        """``key`` is an index (in the epoch set by :meth:`set_epoch`) or an (epoch, index) pair,
+        which is how the training sampler asks: workers then need no epoch state."""
+        epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
+        rng = np.random.default_rng([self.seed, epoch, index])
+        window = self.make_window(rng, epoch)
         if self.augment:
             window = window.augmented(Augmentation.random(rng))
         return to_tensors(window)
 
-    def make_window(self, rng: np.random.Generator, attempts: int = 20) -> Window:
-        fraction = 1.0 if self.epoch < self.stills_only_epochs else self.stills_fraction
+    def make_window(
+        self, rng: np.random.Generator, epoch: int | None = None, attempts: int = 20
+    ) -> Window:
+        epoch = self.epoch if epoch is None else epoch
+        fraction = 1.0 if epoch < self.stills_only_epochs else self.stills_fraction
         use_stills = self.stills is not None and (not self.clips or rng.random() < fraction)
         if use_stills:
             return self.stills.sample(rng)

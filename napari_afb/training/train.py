@@ -48,18 +48,28 @@ class TrainResult:
 
 
 class EpochSampler(torch.utils.data.Sampler):
-    """A permutation of the dataset per (seed, epoch), split across ranks, that can start part
-    way through (to resume exactly)."""
+    """Endless (epoch, index) keys: per epoch a permutation seeded by (seed, epoch), this rank's
+    share of it, cut to whole batches so no batch straddles two epochs. Starting at batch
+    ``start`` (a step count) resumes exactly where a run stopped."""
 
-    def __init__(self, n: int, seed: int, epoch: int, rank: int, world: int, skip: int = 0):
-        perm = np.random.default_rng([seed, epoch, 7]).permutation(n)
-        self.indices = perm[rank::world][skip:].tolist()
+    def __init__(self, n: int, seed: int, rank: int, world: int, batch: int, start: int = 0):
+        self.n, self.seed, self.rank, self.world, self.batch = n, seed, rank, world, batch
+        self.batches_per_epoch = (n // world) // batch
+        if self.batches_per_epoch < 1:
+            raise ValueError(
+                f"data.items_per_epoch ({n}) must hold at least one batch of {batch} per process "
+                f"({world} processes)"
+            )
+        self.start = start
 
     def __iter__(self):
-        return iter(self.indices)
-
-    def __len__(self) -> int:
-        return len(self.indices)
+        epoch, skip = divmod(self.start, self.batches_per_epoch)
+        while True:
+            perm = np.random.default_rng([self.seed, epoch, 7]).permutation(self.n)
+            mine = perm[self.rank :: self.world][: self.batches_per_epoch * self.batch]
+            for index in mine[skip * self.batch :]:
+                yield (epoch, int(index))
+            epoch, skip = epoch + 1, 0
 
 
 def lr_factor(step: int, warmup: int, total: int) -> float:
@@ -79,10 +89,34 @@ def _distributed() -> tuple[int, int, int]:
 
 
 def _worker_init(_):
+    # Workers start from a fresh interpreter (forkserver/spawn, see _loader): setting thread
+    # counts in a *forked* child of a process that has used OpenCV's or OpenMP's thread pools
+    # can deadlock (seen here: a worker hung in cv2.setNumThreads).
     import cv2
 
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
+
+
+def _loader(dataset, cfg: TrainConfig, sampler, pin: bool):
+    workers = cfg.data.workers
+    context = None
+    if workers:
+        import multiprocessing as mp
+
+        methods = mp.get_all_start_methods()
+        context = "forkserver" if "forkserver" in methods else "spawn"
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=cfg.data.batch_size,
+        sampler=sampler,
+        drop_last=True,
+        num_workers=workers,
+        worker_init_fn=_worker_init if workers else None,
+        multiprocessing_context=context,
+        persistent_workers=bool(workers),
+        pin_memory=pin,
+    )
 
 
 def build_data(cfg: TrainConfig, rank: int = 0):
@@ -116,8 +150,8 @@ def build_data(cfg: TrainConfig, rank: int = 0):
         stills_fraction=d.stills_fraction if clips else 1.0,
     )
     if stills is not None and d.stills_only_steps:
-        # Curriculum (TRAINING_NOTES.md): exact, simple motion first. Workers see the dataset
-        # as it was when an epoch began, so the switch happens at an epoch boundary.
+        # Curriculum (TRAINING_NOTES.md): exact, simple motion first, for whole epochs (each
+        # item's key carries its epoch, so persistent workers switch with the sampler).
         world = dist.get_world_size() if dist.is_initialized() else 1
         per_epoch = max(1, d.items_per_epoch // (d.batch_size * world))
         train.stills_only_epochs = math.ceil(d.stills_only_steps / per_epoch)
@@ -182,7 +216,7 @@ def train(
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: lr_factor(s, cfg.optim.warmup_steps, cfg.optim.steps)
     )
-    step, epoch, position, best = 0, 0, 0, {}
+    step, best = 0, {}
     ckpt_path = out / CHECKPOINT
     if resume:
         if not ckpt_path.is_file():
@@ -191,7 +225,7 @@ def train(
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
-        step, epoch, position = state["step"], state["epoch"], state["position"]
+        step = state["step"]  # the sampler derives epoch and position from it
         best = json.loads(state["best"])
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     amp = autocast_dtype(dev, cfg.optim.precision)
@@ -213,21 +247,9 @@ def train(
 
     cancelled = False
     t_last, n_last = time.perf_counter(), 0
-    while step < cfg.optim.steps and not cancelled:
-        train_set.set_epoch(epoch)
-        sampler = EpochSampler(
-            len(train_set), cfg.seed, epoch, rank, world, skip=position * cfg.data.batch_size
-        )
-        loader = torch.utils.data.DataLoader(
-            train_set,
-            batch_size=cfg.data.batch_size,
-            sampler=sampler,
-            drop_last=True,
-            num_workers=cfg.data.workers,
-            worker_init_fn=_worker_init,
-            persistent_workers=False,
-            pin_memory=dev.type == "cuda",
-        )
+    sampler = EpochSampler(len(train_set), cfg.seed, rank, world, cfg.data.batch_size, step)
+    loader = _loader(train_set, cfg, sampler, pin=dev.type == "cuda")
+    if step < cfg.optim.steps:
         for batch in loader:
             if should_stop is not None and should_stop():
                 cancelled = True
@@ -246,7 +268,7 @@ def train(
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
             opt.step()
             sched.step()
-            step, position, n_last = step + 1, position + 1, n_last + len(blurry) * world
+            step, n_last = step + 1, n_last + len(blurry) * world
             if bar is not None:
                 bar.update(1)
             if step % cfg.log_every == 0 or step == cfg.optim.steps:
@@ -264,7 +286,7 @@ def train(
                         "lr": sched.get_last_lr()[0],
                         "grad_norm": float(grad_norm),
                         "samples_per_s": n_last / (now - t_last),
-                        "epoch": epoch,
+                        "epoch": (step - 1) // sampler.batches_per_epoch,
                     }
                 )
                 if bar is not None:
@@ -278,13 +300,12 @@ def train(
                     _export(model, out / "best.safetensors", cfg, arch_args, best)
                 _plot(log_path, out / "curves.png")
             if step % cfg.checkpoint_every == 0 or step == cfg.optim.steps:
-                _checkpoint(ckpt_path, model, opt, sched, step, epoch, position, best, rank)
+                _checkpoint(ckpt_path, model, opt, sched, step, best, rank)
             if step >= cfg.optim.steps:
                 break
-        else:
-            epoch, position = epoch + 1, 0
+    del loader  # stops the persistent workers
     if cancelled:
-        _checkpoint(ckpt_path, model, opt, sched, step, epoch, position, best, rank)
+        _checkpoint(ckpt_path, model, opt, sched, step, best, rank)
     if bar is not None:
         bar.close()
     result = TrainResult(
@@ -306,7 +327,7 @@ def train(
     return result
 
 
-def _checkpoint(path: Path, model, opt, sched, step, epoch, position, best, rank) -> None:
+def _checkpoint(path: Path, model, opt, sched, step, best, rank) -> None:
     if rank != 0:
         return
     state = {
@@ -314,8 +335,6 @@ def _checkpoint(path: Path, model, opt, sched, step, epoch, position, best, rank
         "optimizer": opt.state_dict(),
         "scheduler": sched.state_dict(),
         "step": step,
-        "epoch": epoch,
-        "position": position,
         "best": json.dumps(best),
     }
     tmp = path.with_name(f".{path.name}.tmp")
