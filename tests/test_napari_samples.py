@@ -32,3 +32,24 @@ def test_clock_sample_is_the_real_photo(make_napari_viewer):
     (layer,) = viewer.layers
     assert layer.name == "blurry clock"
     assert np.array_equal(layer.data[..., 0], data.clock())
+
+
+@pytest.mark.parametrize(
+    ("title", "class_path"),
+    [
+        ("Paint motion guidance", "napari_afb._widget:GuidanceWidget"),
+        ("Decompose blur into frames", "napari_afb._widget:DecomposeWidget"),
+        ("Export frames", "napari_afb._export_widget:ExportWidget"),
+        ("Train on your videos", "napari_afb._train_widget:TrainWidget"),
+    ],
+)
+def test_widgets_dock_from_the_manifest(make_napari_viewer, title, class_path):
+    """As a user gets them: Plugins menu -> napari-afb -> widget, found through npe2."""
+    import importlib
+
+    module, name = class_path.split(":")
+    cls = getattr(importlib.import_module(module), name)
+    viewer = make_napari_viewer()
+    dock, widget = viewer.window.add_plugin_dock_widget("napari-afb", title)
+    assert isinstance(widget, cls)
+    assert title in dock.name

@@ -1,0 +1,382 @@
+"""napari widgets: paint motion guidance, and decompose a blurry image into its frames.
+
+Widgets are thin. :class:`DecomposeWidget` collects its inputs on the main thread, runs
+:func:`decompose_job` (the engine's generator, plus model loading) in a napari ``thread_worker``
+and turns the returned frames into one Image layer on the main thread. The job never touches Qt
+or napari objects; a cancelled or failed run leaves the layer list as it was.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ._qt_guidance import (
+    GuidanceWidget,
+    LayerCombo,
+    direction_text,
+    image_spatial_shape,
+    spatial_transform,
+)
+from .guidance import NAMES, check_guidance
+
+if TYPE_CHECKING:
+    import napari
+    import torch
+
+__all__ = ["DecomposeWidget", "GuidanceWidget", "Outcome", "decompose_job"]
+
+METADATA_KEY = "napari_afb"
+
+
+@dataclass
+class Outcome:
+    """What a decomposition job returns: frames, or why there are none."""
+
+    frames: np.ndarray | None = None
+    weights: str = ""
+    device: str = ""
+    seconds: float = 0.0
+    error: str = ""
+    cancelled: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def decompose_job(
+    image: np.ndarray,
+    guidance: np.ndarray,
+    *,
+    weights: str | None,
+    model: torch.nn.Module | None,
+    device: str,
+    tile: int | None,
+    cancel: Callable[[], bool],
+) -> Generator[Any, None, Outcome]:
+    """Load the model (unless given) and decompose; yields engine Progress, returns an Outcome.
+
+    Expected failures (missing or bad weights, a bad input, an unavailable device, out of
+    memory) and cancellation come back as an Outcome with a message, not as exceptions, so the
+    widget shows a sentence rather than a traceback. Runs in a worker thread: no Qt, no napari.
+    """
+    from . import engine
+    from .weights import cached_model
+
+    start = time.perf_counter()
+    try:
+        dev = engine.select_device(device)
+        yield engine.Progress(0, 0, f"loading the model on {dev}...")
+        if model is None:
+            model, info = cached_model(weights, dev)
+            summary = info.summary()
+        else:
+            model = model.to(dev)
+            summary = "model passed in"
+        overlap = engine.DEFAULT_OVERLAP if not tile else min(engine.DEFAULT_OVERLAP, tile // 4)
+        yield engine.Progress(0, 0, f"decomposing on {dev}...")
+        frames = yield from engine.decompose_iter(
+            image, guidance, model=model, device=dev, tile=tile, overlap=overlap, cancel=cancel
+        )
+    except engine.Cancelled:
+        return Outcome(cancelled=True)
+    except (ValueError, TypeError, engine.DeviceError, MemoryError) as exc:
+        return Outcome(error=str(exc))  # WeightsError is a ValueError
+    return Outcome(
+        frames=frames,
+        weights=summary,
+        device=str(dev),
+        seconds=time.perf_counter() - start,
+        extra={"tile": tile or "auto", "overlap": overlap},
+    )
+
+
+@dataclass
+class _Job:
+    """A run's inputs, fixed on the main thread when Run is clicked."""
+
+    image_name: str
+    image: np.ndarray
+    guidance: np.ndarray
+    guidance_source: str
+    frame: int | None
+    transform: dict[str, tuple[float, ...]]
+
+
+class DecomposeWidget(QWidget):
+    """Decompose the selected image (or the current frame of a video) into its sharp frames.
+
+    ``model_override`` (an ``nn.Module``), when set, is used instead of the weights file: for
+    tests and scripts.
+    """
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer):
+        super().__init__()
+        from magicgui.widgets import FileEdit
+        from napari.layers import Image, Labels
+
+        from . import engine
+
+        self.viewer = napari_viewer
+        self.model_override: torch.nn.Module | None = None
+        self._worker = None
+        self._cancel = threading.Event()
+        self._job: _Job | None = None
+
+        order = [1, 2, 3, 4, 0]
+        uniform = [(f"uniform: {direction_text(lab)}", lab) for lab in order]
+        self.image_combo = LayerCombo(napari_viewer, (Image,))
+        self.guidance_combo = LayerCombo(napari_viewer, (Labels,), extras=uniform)
+        self.guidance_combo.setToolTip(
+            "A painted guidance Labels layer, or one direction for the whole image (camera shake)"
+        )
+        self.weights_edit = FileEdit(mode="r", filter="*.safetensors", nullable=True)
+        self.weights_edit.line_edit.native.setPlaceholderText("default weights")
+        self.device_combo = QComboBox()
+        self.device_combo.addItems(engine.available_devices())
+        self.tile_spin = QSpinBox()
+        self.tile_spin.setRange(0, 16384)
+        self.tile_spin.setSingleStep(64)
+        self.tile_spin.setSpecialValueText("auto")
+        self.tile_spin.setSuffix(" px")
+        self.tile_spin.setToolTip("Tile side; smaller tiles need less memory. auto: by device")
+        self.run_button = QPushButton("Run")
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.status = QLabel("Pick an image and its guidance, then Run.")
+        self.status.setWordWrap(True)
+
+        form = QFormLayout()
+        form.addRow("Image", self.image_combo)
+        form.addRow("Guidance", self.guidance_combo)
+        form.addRow("Weights", self.weights_edit.native)
+        form.addRow("Device", self.device_combo)
+        form.addRow("Tile", self.tile_spin)
+        self._inputs = [
+            self.image_combo,
+            self.guidance_combo,
+            self.weights_edit.native,
+            self.device_combo,
+            self.tile_spin,
+        ]
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.run_button)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+        layout.addStretch(1)
+
+        self.run_button.clicked.connect(self._on_run_clicked)
+        self.image_combo.changed.connect(self._prefer_guidance_layer)
+        napari_viewer.layers.events.inserted.connect(self._on_layer_inserted)
+        self._prefer_guidance_layer()
+
+    # -- choices ---------------------------------------------------------------------------
+
+    def _prefer_guidance_layer(self) -> None:
+        image = self.image_combo.current()
+        if image is not None:
+            self.guidance_combo.select(f"{image.name} guidance")
+
+    def _on_layer_inserted(self, event) -> None:
+        image = self.image_combo.current()
+        if image is not None and event.value.name == f"{image.name} guidance":
+            self.guidance_combo.refresh()  # this callback may run before the combo's own
+            self.guidance_combo.select(event.value.name)
+
+    def _current_frame(self, layer) -> int:
+        """Index along axis 0 of ``layer`` at the viewer's current position."""
+        n = (layer.data[0] if layer.multiscale else layer.data).shape[0]
+        pos = layer.world_to_data(self.viewer.dims.point)
+        return int(np.clip(np.round(pos[0]), 0, n - 1))
+
+    def _collect(self) -> _Job:
+        """Read the inputs from the layers (main thread); ValueError says what is missing."""
+        from napari.layers import Labels
+
+        layer = self.image_combo.current()
+        if layer is None:
+            raise ValueError("No image layer: open a blurry image or video first.")
+        data = layer.data[0] if layer.multiscale else layer.data
+        frame = None
+        if data.ndim == 4 or (data.ndim == 3 and not layer.rgb):
+            frame = self._current_frame(layer)
+            data = data[frame]
+        image = np.asarray(data)
+        h, w = image_spatial_shape(layer)
+        source = self.guidance_combo.current()
+        if isinstance(source, Labels):
+            labels = source.data
+            if labels.ndim == 3 and frame is not None:  # one map per video frame
+                labels = labels[frame]
+            guidance = np.array(labels, copy=True)  # painting during the run changes nothing
+            name = f"layer '{source.name}'"
+        elif isinstance(source, int):
+            guidance = np.full((h, w), source, dtype=np.uint8)
+            name = f"uniform {NAMES[source]}"
+        else:
+            raise ValueError("No guidance: paint a guidance layer or pick a uniform direction.")
+        try:
+            guidance = check_guidance(guidance, shape=(h, w))
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"Guidance {name}: {exc}") from None
+        return _Job(layer.name, image, guidance, name, frame, spatial_transform(layer))
+
+    # -- running ---------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._worker is not None
+
+    def _on_run_clicked(self) -> None:
+        if self.running:
+            self.cancel()
+        else:
+            self.run()
+
+    def run(self):
+        """Start a decomposition in a worker thread; returns the worker (None if not started)."""
+        from napari.qt.threading import thread_worker
+
+        if self.running:
+            return self._worker
+        try:
+            job = self._collect()
+        except ValueError as exc:
+            self._fail(str(exc))
+            return None
+        weights = self.weights_edit.value
+        self._job = job
+        self._cancel = threading.Event()
+        worker = thread_worker(decompose_job, start_thread=False)(
+            job.image,
+            job.guidance,
+            weights=str(weights) if weights else None,
+            model=self.model_override,
+            device=self.device_combo.currentText(),
+            tile=self.tile_spin.value() or None,
+            cancel=self._cancel.is_set,
+        )
+        worker.yielded.connect(self._on_progress)
+        worker.returned.connect(self._on_returned)
+        worker.errored.connect(self._on_errored)
+        worker.finished.connect(self._on_finished)
+        self._worker = worker
+        self.run_button.setText("Cancel")
+        for widget in self._inputs:
+            widget.setEnabled(False)
+        self.progress.setRange(0, 0)  # busy until the first tile
+        self.status.setText("Starting...")
+        worker.start()
+        return worker
+
+    def cancel(self) -> None:
+        """Ask the running job to stop after its current tile."""
+        if self.running:
+            self._cancel.set()
+            self.run_button.setEnabled(False)
+            self.run_button.setText("Cancelling...")
+            self.status.setText("Cancelling after the current tile...")
+
+    def _on_progress(self, p) -> None:
+        if p.total:
+            self.progress.setRange(0, p.total)
+            self.progress.setValue(p.done)
+        else:
+            self.progress.setRange(0, 0)
+        if p.message and not self._cancel.is_set():
+            self.status.setText(p.message)
+
+    def _on_returned(self, out: Outcome) -> None:
+        job = self._job
+        if out.cancelled:
+            self.status.setText("Cancelled: nothing was added.")
+        elif out.error:
+            self._fail(out.error)
+        elif job is not None:
+            layer = self._show_frames(job, out)
+            self.status.setText(
+                f"Done in {out.seconds:.1f} s on {out.device}: {len(out.frames)} frames in "
+                f"'{layer.name}'. Step through them with the t slider."
+            )
+
+    def _on_errored(self, exc: Exception) -> None:
+        # Unexpected errors only (expected ones come back in the Outcome); napari's worker also
+        # reports them in a notification with the traceback, for a bug report.
+        self.status.setText(f"Failed: {type(exc).__name__}: {exc}")
+
+    def _on_finished(self) -> None:
+        self._worker = None
+        self._job = None
+        self.run_button.setText("Run")
+        self.run_button.setEnabled(True)
+        for widget in self._inputs:
+            widget.setEnabled(True)
+        done = self.progress.maximum() > 0 and self.progress.value() == self.progress.maximum()
+        if not done or self._cancel.is_set():
+            self.progress.setRange(0, 1)
+            self.progress.setValue(0)
+
+    def _fail(self, message: str) -> None:
+        from napari.utils.notifications import show_error
+
+        self.status.setText(message)
+        show_error(message)
+
+    def _show_frames(self, job: _Job, out: Outcome):
+        """Add '<image> frames', or update it in place when it already exists."""
+        from napari.layers import Image
+
+        frames = out.frames
+        name = f"{job.image_name} frames"
+        provenance = {
+            "source": job.image_name,
+            "frame": job.frame,
+            "guidance": job.guidance_source,
+            "weights": out.weights,
+            "device": out.device,
+            "seconds": round(out.seconds, 3),
+            "n_frames": int(frames.shape[0]),
+            **out.extra,
+        }
+        transform = {
+            "translate": (0.0, *job.transform["translate"]),
+            "scale": (1.0, *job.transform["scale"]),
+        }
+        rgb = frames.ndim == 4
+        layer = self.viewer.layers[name] if name in self.viewer.layers else None
+        if isinstance(layer, Image) and layer.ndim == 3 and layer.rgb == rgb:
+            layer.data = frames
+            layer.metadata = {**layer.metadata, METADATA_KEY: provenance}
+            layer.translate = transform["translate"]
+            layer.scale = transform["scale"]
+            layer.refresh()
+        else:
+            layer = self.viewer.add_image(
+                frames,
+                name=name,
+                rgb=rgb,
+                axis_labels=("t", "y", "x"),
+                metadata={METADATA_KEY: provenance},
+                **transform,
+            )
+        self.viewer.layers.selection.active = layer
+        return layer
+
+    def closeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        self.cancel()
+        super().closeEvent(event)
