@@ -192,7 +192,7 @@ class TrainWidget(QWidget):
 
     def build_config(self) -> TrainConfig:
         """The run's configuration from the form (raises ConfigError / ValueError to show)."""
-        from .training.config import ConfigError, TrainConfig, from_dict, load_config
+        from .training.config import config_from_mapping, load_config
 
         if self._out.value is None:
             raise ValueError("Choose an output folder for the run's weights and logs.")
@@ -202,18 +202,8 @@ class TrainWidget(QWidget):
         if self._val.value is not None:
             overrides["data.val_videos"] = [str(self._val.value)]
         if self._builtin.value:
-            raw = _deep_copy(QUICK_CPU)
             overrides["optim.steps"] = int(self._steps.value)
-            for dotted, value in overrides.items():
-                node = raw
-                *parents, leaf = dotted.split(".")
-                for key in parents:
-                    node = node.setdefault(key, {})
-                node[leaf] = value
-            try:
-                return from_dict(TrainConfig, raw, "").check()
-            except ConfigError as exc:
-                raise ConfigError(f"built-in settings: {exc}") from None
+            return config_from_mapping(QUICK_CPU, overrides, where="built-in settings")
         if self._config.value is None:
             raise ValueError("Choose a config file, or tick 'use built-in quick CPU settings'.")
         return load_config(self._config.value, overrides)
@@ -366,7 +356,3 @@ class TrainWidget(QWidget):
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
         self._stop.set()  # a closed widget should not leave a run going
         super().closeEvent(event)
-
-
-def _deep_copy(d: dict) -> dict:
-    return {k: _deep_copy(v) if isinstance(v, dict) else v for k, v in d.items()}

@@ -127,7 +127,13 @@ def read_mapping(path: str | Path) -> dict:
 
 def load_config(path: str | Path, overrides: dict | None = None) -> TrainConfig:
     """Read and check a training config; ``overrides`` ({"optim.steps": 10}) win over the file."""
-    raw = read_mapping(path)
+    return config_from_mapping(read_mapping(path), overrides, where=str(path))
+
+
+def config_from_mapping(raw: dict, overrides: dict | None = None, where: str = "config"):
+    """Build and check a TrainConfig from a (nested) mapping, with dotted-key overrides applied
+    to a copy. Errors name ``where`` (a file name, or e.g. "built-in settings")."""
+    raw = json.loads(json.dumps(raw))  # a deep copy: the caller's mapping is left as it was
     for dotted, value in (overrides or {}).items():
         node = raw
         *parents, leaf = dotted.split(".")
@@ -137,7 +143,7 @@ def load_config(path: str | Path, overrides: dict | None = None) -> TrainConfig:
     try:
         return from_dict(TrainConfig, raw, "").check()
     except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def from_dict(cls, raw: Any, where: str):
