@@ -55,11 +55,16 @@ class Outcome:
     error: str = ""
     cancelled: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    guidance: np.ndarray | None = None  # the map used, when it was estimated in the job
+
+
+#: Guidance-combo entry: estimate the guidance from the video frames around the current one.
+NEIGHBORS = "neighbors"
 
 
 def decompose_job(
     image: np.ndarray,
-    guidance: np.ndarray,
+    guidance: np.ndarray | Callable[[], np.ndarray],
     *,
     weights: str | None,
     model: torch.nn.Module | None,
@@ -69,6 +74,9 @@ def decompose_job(
 ) -> Generator[Any, None, Outcome]:
     """Load the model (unless given) and decompose; yields engine Progress, returns an Outcome.
 
+    ``guidance`` may be a callable that estimates the map (from neighbouring video frames): it
+    runs here, in the worker, and the map comes back in the Outcome.
+
     Expected failures (missing or bad weights, a bad input, an unavailable device, out of
     memory) and cancellation come back as an Outcome with a message, not as exceptions, so the
     widget shows a sentence rather than a traceback. Runs in a worker thread: no Qt, no napari.
@@ -77,7 +85,11 @@ def decompose_job(
     from .weights import cached_model
 
     start = time.perf_counter()
+    estimated = None
     try:
+        if callable(guidance):
+            yield engine.Progress(0, 0, "estimating guidance from the neighbouring frames...")
+            guidance = estimated = guidance()
         dev = engine.select_device(device)
         yield engine.Progress(0, 0, f"loading the model on {dev}...")
         if model is None:
@@ -101,6 +113,7 @@ def decompose_job(
         device=str(dev),
         seconds=time.perf_counter() - start,
         extra={"tile": tile or "auto", "overlap": overlap},
+        guidance=estimated,
     )
 
 
@@ -110,7 +123,7 @@ class _Job:
 
     image_name: str
     image: np.ndarray
-    guidance: np.ndarray
+    guidance: np.ndarray | Callable[[], np.ndarray]
     guidance_source: str
     frame: int | None
     transform: dict[str, tuple[float, ...]]
@@ -139,9 +152,11 @@ class DecomposeWidget(QWidget):
         order = [1, 2, 3, 4, 0]
         uniform = [(f"uniform: {direction_text(lab)}", lab) for lab in order]
         self.image_combo = LayerCombo(napari_viewer, (Image,))
-        self.guidance_combo = LayerCombo(napari_viewer, (Labels,), extras=uniform)
+        extras = [*uniform, ("from neighbouring frames (video)", NEIGHBORS)]
+        self.guidance_combo = LayerCombo(napari_viewer, (Labels,), extras=extras)
         self.guidance_combo.setToolTip(
-            "A painted guidance Labels layer, or one direction for the whole image (camera shake)"
+            "A painted guidance Labels layer, the motion between this video frame and its "
+            "neighbours, or one direction for the whole image (camera shake)"
         )
         self.weights_edit = FileEdit(mode="r", filter="*.safetensors", nullable=True)
         self.weights_edit.line_edit.native.setPlaceholderText("default weights")
@@ -225,6 +240,8 @@ class DecomposeWidget(QWidget):
                 labels = labels[frame]
             guidance = np.array(labels, copy=True)  # painting during the run changes nothing
             name = f"layer '{source.name}'"
+        elif source == NEIGHBORS:
+            return self._neighbor_job(layer, image, frame)
         elif isinstance(source, int):
             guidance = np.full((h, w), source, dtype=np.uint8)
             name = f"uniform {NAMES[source]}"
@@ -235,6 +252,28 @@ class DecomposeWidget(QWidget):
         except (ValueError, TypeError) as exc:
             raise ValueError(f"Guidance {name}: {exc}") from None
         return _Job(layer.name, image, guidance, name, frame, spatial_transform(layer))
+
+    def _neighbor_job(self, layer, image: np.ndarray, frame: int | None) -> _Job:
+        """Guidance estimated in the worker from the frames before and after the current one."""
+        from .flow import guidance_from_neighbors
+
+        if frame is None:
+            raise ValueError(
+                "Guidance from neighbouring frames needs a video (or a stack of frames): "
+                f"'{layer.name}' is a single image."
+            )
+        data = layer.data[0] if layer.multiscale else layer.data
+        n = data.shape[0]
+        prev = np.asarray(data[frame - 1]) if frame > 0 else None
+        nxt = np.asarray(data[frame + 1]) if frame + 1 < n else None
+        if prev is None and nxt is None:
+            raise ValueError(f"'{layer.name}' has a single frame: no neighbours to compare.")
+
+        def estimate():
+            return guidance_from_neighbors(prev, image, nxt)
+
+        source = f"neighbouring frames of frame {frame}"
+        return _Job(layer.name, image, estimate, source, frame, spatial_transform(layer))
 
     # -- running ---------------------------------------------------------------------------
 
@@ -309,6 +348,9 @@ class DecomposeWidget(QWidget):
             self._fail(out.error)
         elif job is not None:
             layer = self._show_frames(job, out)
+            if out.guidance is not None:
+                self._show_estimated_guidance(job, out.guidance)
+                self.viewer.layers.selection.active = layer
             self.status.setText(
                 f"Done in {out.seconds:.1f} s on {out.device}: {len(out.frames)} frames in "
                 f"'{layer.name}'. Step through them with the t slider."
@@ -336,6 +378,21 @@ class DecomposeWidget(QWidget):
 
         self.status.setText(message)
         show_error(message)
+
+    def _show_estimated_guidance(self, job: _Job, labels: np.ndarray) -> None:
+        """Show the estimated map as '<image> video guidance' (updated in place on re-runs), so
+        the user sees what the decomposer was given."""
+        from napari.layers import Labels
+
+        from ._sample_data import guidance_layer_kwargs
+
+        name = f"{job.image_name} video guidance"
+        layer = self.viewer.layers[name] if name in self.viewer.layers else None
+        if isinstance(layer, Labels) and layer.data.shape == labels.shape:
+            layer.data = labels
+        else:
+            layer = self.viewer.add_labels(labels, **guidance_layer_kwargs(name), **job.transform)
+        layer.metadata = {**layer.metadata, METADATA_KEY: {"frame": job.frame}}
 
     def _show_frames(self, job: _Job, out: Outcome):
         """Add '<image> frames', or update it in place when it already exists."""

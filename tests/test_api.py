@@ -61,11 +61,11 @@ def test_signatures_match_the_architecture_contract():
     assert sig.parameters["threshold"].kind is inspect.Parameter.KEYWORD_ONLY
 
 
-def test_features_of_later_issues_do_not_exist_as_stubs():
-    for name in ("predict_guidance", "guidance_from_neighbors"):
-        assert not hasattr(napari_afb, name)
-        with pytest.raises(AttributeError):
-            getattr(napari_afb, name)
+def test_the_predictor_does_not_exist_as_a_stub():
+    """predict_guidance arrives with the predictor (a later issue), not as a placeholder."""
+    assert not hasattr(napari_afb, "predict_guidance")
+    with pytest.raises(AttributeError):
+        napari_afb.predict_guidance  # noqa: B018
 
 
 def test_decompose_without_guidance_says_why():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -311,3 +312,41 @@ def test_mismatched_guidance_is_refused_before_running(make_napari_viewer, astro
     assert widget.run() is None and not widget.running
     assert "does not match" in widget.status.text()
     assert len(viewer.layers) == 2
+
+
+def test_guidance_from_neighbouring_video_frames(make_napari_viewer, qtbot):
+    """A video whose patch moves right-down: the estimated guidance is shown as a layer, is
+    right-down on the patch and static elsewhere, and is what the frames were made with."""
+    from skimage import data
+
+    background = cv2.resize(data.coffee(), (120, 96))
+    patch = cv2.resize(data.astronaut()[50:250, 150:350], (32, 32))
+    video = np.stack([background.copy() for _ in range(5)])
+    for t in range(5):
+        video[t, 20 + 3 * t : 52 + 3 * t, 20 + 4 * t : 52 + 4 * t] = patch
+    viewer = make_napari_viewer()
+    viewer.add_image(video, name="clip", rgb=True)
+    viewer.dims.set_current_step(0, 2)
+    model = perturbed_model(2)
+    widget = _decompose_widget(viewer, model)
+    assert widget.guidance_combo.select("from neighbouring frames (video)")
+    _run(qtbot, widget)
+
+    estimated = viewer.layers["clip video guidance"].data
+    assert estimated.shape == (96, 120)
+    assert np.mean(estimated[30:52, 32:54] == 4) > 0.9  # the patch at frame 2, right-down
+    assert np.mean(estimated[70:, :] == 0) > 0.9  # the static bottom of the photo
+    frames = viewer.layers["clip frames"]
+    assert np.array_equal(frames.data, decompose(video[2], estimated, model=model))
+    assert "neighbouring frames" in frames.metadata["napari_afb"]["guidance"]
+
+
+def test_neighbour_guidance_needs_a_video(make_napari_viewer, astronaut):
+    viewer = make_napari_viewer()
+    viewer.add_image(astronaut, name="photo")
+    widget = _decompose_widget(viewer, perturbed_model(0))
+    assert widget.guidance_combo.select("from neighbouring frames (video)")
+    widget.run_button.click()
+    assert not widget.running
+    assert "needs a video" in widget.status.text()
+    assert [layer.name for layer in viewer.layers] == ["photo"]

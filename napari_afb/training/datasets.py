@@ -17,8 +17,9 @@ import cv2
 import numpy as np
 import torch
 
+from ..flow import dis_flow
 from ..guidance import Augmentation
-from .synthesis import Rejected, RejectionStats, SynthesisConfig, dis_flow, synthesize
+from .synthesis import Rejected, RejectionStats, SynthesisConfig, synthesize
 from .window import Window
 
 # Seeking H.264 makes FFmpeg warn about slices it skips on its way to the frame; the frames are

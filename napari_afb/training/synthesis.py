@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ..flow import backward_warp, consistency_mask, dis_flow
 from ..samples import linear_to_srgb, srgb_to_linear
 from .window import Window
 
@@ -64,37 +65,6 @@ class RejectionStats(Counter):
         parts = [f"kept {self['kept']}/{total}"]
         parts += [f"{r} {self[r]}" for r in REASONS if self[r]]
         return ", ".join(parts)
-
-
-_DIS = {}
-
-
-def dis_flow(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Dense flow from grey uint8 frame ``a`` to ``b``: (H, W, 2) float32 (dx, dy) such that
-    ``a(x) ~ b(x + flow(x))``."""
-    key = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM
-    if key not in _DIS:
-        _DIS[key] = cv2.DISOpticalFlow_create(key)
-    return _DIS[key].calc(a, b, None)
-
-
-def backward_warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
-    """``out(x) = image(x + flow(x))``, bilinear, borders replicated. image (H, W[, C])."""
-    h, w = flow.shape[:2]
-    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    return cv2.remap(
-        image,
-        gx + flow[..., 0],
-        gy + flow[..., 1],
-        cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_REPLICATE,
-    )
-
-
-def consistency_mask(f01: np.ndarray, f10: np.ndarray) -> np.ndarray:
-    """(H, W) float32 1 where the forward flow ``f01`` is confirmed by the backward ``f10``."""
-    err = np.linalg.norm(f01 + backward_warp(f10, f01), axis=-1)
-    return (err <= 1.0 + 0.05 * np.linalg.norm(f01, axis=-1)).astype(np.float32)
 
 
 def interpolate(i0, i1, f01, f10, v0, v1, s: float) -> np.ndarray:
