@@ -3,6 +3,7 @@
     napari-afb decompose INPUT (--guidance MAP | --direction NAME) --out DIR [options]
     napari-afb demo --out DIR
     napari-afb info WEIGHTS
+    napari-afb animate VIDEO --out OUT.mp4 [--guidance neighbors]
     napari-afb train decomposer --config FILE [--resume]
     napari-afb evaluate --weights W --data CLIP [CLIP ...]
     napari-afb inspect-data CLIP [CLIP ...] [--preview PNG]
@@ -67,6 +68,24 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--out", type=Path, default=Path("demo_out"), metavar="DIR")
     _add_run_options(m)
     m.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+
+    a = sub.add_parser(
+        "animate",
+        help="turn a blurry video into a sharp one, N times faster",
+        description="Decompose every frame of a video, with guidance from its "
+        "neighbouring frames, into a video with N times the frame rate (.mp4). "
+        "Audio is not carried over.",
+    )
+    a.add_argument("input", type=Path, help="blurry video (mp4, avi, mov, mkv)")
+    a.add_argument("--out", type=Path, required=True, metavar="FILE", help="output .mp4")
+    a.add_argument(
+        "--guidance",
+        choices=["neighbors"],
+        default="neighbors",
+        help="where each frame's guidance comes from (default: neighbors)",
+    )
+    _add_run_options(a)
+    a.add_argument("--overwrite", action="store_true", help="replace an existing output file")
 
     i = sub.add_parser("info", help="show what a weights file says about itself")
     i.add_argument("weights", type=Path)
@@ -158,7 +177,13 @@ def main(argv: list[str] | None = None) -> int:
     from .training.commands import COMMANDS
     from .weights import WeightsError
 
-    handlers = {"decompose": _decompose, "demo": _demo, "info": _info, **COMMANDS}
+    handlers = {
+        "decompose": _decompose,
+        "demo": _demo,
+        "info": _info,
+        "animate": _animate,
+        **COMMANDS,
+    }
     try:
         return handlers[args.command](args)
     except (
@@ -271,6 +296,28 @@ def _demo(args) -> int:
     print(
         f"wrote blurry.png, guidance.png, {len(frames)} frames, animation.gif and truth.gif "
         f"to {args.out}"
+    )
+    return EXIT_OK
+
+
+def _animate(args) -> int:
+    from .animate import animate_video
+
+    if not args.input.is_file():
+        raise FileNotFoundError(f"no such video: {args.input}")
+    summary = animate_video(
+        args.input,
+        args.out,
+        device=args.device,
+        weights=args.weights,
+        tile=args.tile,
+        overwrite=args.overwrite,
+        progress=True,
+    )
+    print(
+        f"wrote {args.out}: {summary['frames_in']} frames at {summary['fps_in']:g} fps -> "
+        f"{summary['frames_out']} frames at {summary['fps_out']:g} fps, {summary['size']} "
+        f"(audio {summary['audio']})"
     )
     return EXIT_OK
 
