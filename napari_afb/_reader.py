@@ -16,10 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import read_image
+from .io import IMAGE_EXTENSIONS, read_image
 from .video import VIDEO_EXTENSIONS, VideoArray
-
-IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
 
 
 def get_reader(path: str | list[str]) -> Callable[[str], list[tuple]] | None:

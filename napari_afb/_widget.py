@@ -82,7 +82,7 @@ def decompose_job(
     widget shows a sentence rather than a traceback. Runs in a worker thread: no Qt, no napari.
     """
     from . import engine
-    from .weights import cached_model
+    from .weights import model_on
 
     start = time.perf_counter()
     estimated = None
@@ -92,12 +92,7 @@ def decompose_job(
             guidance = estimated = guidance()
         dev = engine.select_device(device)
         yield engine.Progress(0, 0, f"loading the model on {dev}...")
-        if model is None:
-            model, info = cached_model(weights, dev)
-            summary = info.summary()
-        else:
-            model = model.to(dev)
-            summary = "model passed in"
+        model, summary = model_on(model, weights, dev)
         overlap = engine.DEFAULT_OVERLAP if not tile else min(engine.DEFAULT_OVERLAP, tile // 4)
         yield engine.Progress(0, 0, f"decomposing on {dev}...")
         frames = yield from engine.decompose_iter(

@@ -118,25 +118,13 @@ def animate_video(
     Guidance for each frame comes from its neighbouring frames
     (:func:`napari_afb.guidance_from_neighbors`). Returns a summary dict.
     """
-    from .weights import cached_model
+    from .weights import model_on
 
     dev = engine.select_device(device)
-    if model is None:
-        model, _ = cached_model(weights, dev)
-    else:
-        model = model.to(dev)
+    model, _ = model_on(model, weights, dev)
     gen = animate_iter(
         source, out, model=model, device=dev, tile=tile, overwrite=overwrite, cancel=cancel
     )
     if progress is True:
-        from tqdm.auto import tqdm
-
-        with tqdm(unit="frame", desc="animate") as bar:
-
-            def update(p: Progress) -> None:
-                bar.total = p.total or bar.total
-                bar.n = p.done
-                bar.refresh()
-
-            return engine.run(gen, update)
+        return engine.run_with_bar(gen, desc="animate", unit="frame")
     return engine.run(gen, progress or None)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import numpy as np
 
 from . import engine
-from .weights import cached_model
+from .weights import model_on
 
 __all__ = ["decompose"]
 
@@ -58,10 +58,7 @@ def decompose(
             "2 left-up, 3 left-down, 4 right-down), e.g. painted in napari"
         )
     dev = engine.select_device(device)
-    if model is None:
-        model, _ = cached_model(weights, dev)
-    else:
-        model = model.to(dev)
+    model, _ = model_on(model, weights, dev)
     gen = engine.decompose_iter(
         image,
         guidance,
@@ -73,27 +70,5 @@ def decompose(
         cancel=cancel,
     )
     if progress is True:
-        return _run_with_bar(gen)
+        return engine.run_with_bar(gen, desc="decompose", unit="tile")
     return engine.run(gen, progress or None)
-
-
-def _run_with_bar(gen):
-    from tqdm.auto import tqdm
-
-    bar = None
-    try:
-
-        def update(p: engine.Progress) -> None:
-            nonlocal bar
-            if p.total and bar is None:
-                bar = tqdm(total=p.total, unit="tile", desc="decompose")
-            if bar is not None and p.total:
-                bar.n = p.done
-                bar.refresh()
-            elif p.message:
-                (bar.write if bar is not None else print)(p.message)
-
-        return engine.run(gen, update)
-    finally:
-        if bar is not None:
-            bar.close()

@@ -325,3 +325,27 @@ def run(gen: Generator[Progress, None, np.ndarray], progress=None):
                 progress(p)
     except StopIteration as stop:
         return stop.value
+
+
+def run_with_bar(gen: Generator[Progress, None, object], *, desc: str, unit: str):
+    """Drive a work generator with a tqdm progress bar (created at the first counted step);
+    messages without a count (model loading, an out-of-memory retry) are printed."""
+    from tqdm.auto import tqdm
+
+    bar = None
+
+    def update(p: Progress) -> None:
+        nonlocal bar
+        if p.total and bar is None:
+            bar = tqdm(total=p.total, unit=unit, desc=desc)
+        if bar is not None and p.total:
+            bar.n = p.done
+            bar.refresh()
+        elif p.message:
+            (bar.write if bar is not None else print)(p.message)
+
+    try:
+        return run(gen, update)
+    finally:
+        if bar is not None:
+            bar.close()

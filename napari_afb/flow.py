@@ -3,6 +3,7 @@ to download). Used by blur synthesis for training and by ``guidance_from_neighbo
 
 from __future__ import annotations
 
+import functools
 import threading
 
 import cv2
@@ -34,10 +35,18 @@ def dis_flow(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return dis.calc(a, b, None)[:h, :w]
 
 
+@functools.lru_cache(maxsize=8)
+def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel coordinates (x, y), each (H, W) float32, read-only. Cached: blur synthesis warps
+    hundreds of times per window at one size."""
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    gx.flags.writeable = gy.flags.writeable = False
+    return gx, gy
+
+
 def backward_warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
     """``out(x) = image(x + flow(x))``, bilinear, borders replicated. image (H, W[, C])."""
-    h, w = flow.shape[:2]
-    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    gx, gy = _grid(*flow.shape[:2])
     return cv2.remap(
         image,
         gx + flow[..., 0],
@@ -61,8 +70,8 @@ def _grey(frame) -> np.ndarray:
 
 def _inside(flow: np.ndarray) -> np.ndarray:
     h, w = flow.shape[:2]
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-    x, y = xs + flow[..., 0], ys + flow[..., 1]
+    gx, gy = _grid(h, w)
+    x, y = gx + flow[..., 0], gy + flow[..., 1]
     return (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
 
 

@@ -20,6 +20,8 @@ from PIL import Image, ImageOps
 
 from .guidance import COLORS, check_guidance
 
+#: The image files read_image is meant for (the reader and the training data use this list).
+IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
 _PILLOW_FIRST = {".jpg", ".jpeg", ".webp", ".gif"}
 
 

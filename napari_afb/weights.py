@@ -244,3 +244,14 @@ def cached_model(
                 del _cache[old]
             _cache[key] = (model, info)
         return _cache[key]
+
+
+def model_on(
+    model: torch.nn.Module | None, weights: str | os.PathLike | None, device: torch.device
+) -> tuple[torch.nn.Module, str]:
+    """The decomposer to run: ``model`` moved to ``device`` when one is given, else the (cached)
+    model of the weights file (see resolve_weights). Returns it and a one-line description."""
+    if model is not None:
+        return model.to(device), "model passed in"
+    model, info = cached_model(weights, device)
+    return model, info.summary()

@@ -19,15 +19,10 @@ import torch
 
 from ..flow import dis_flow
 from ..guidance import Augmentation
+from ..io import IMAGE_EXTENSIONS, InputError
+from ..video import VIDEO_EXTENSIONS, VideoArray
 from .synthesis import Rejected, RejectionStats, SynthesisConfig, synthesize
 from .window import Window
-
-# Seeking H.264 makes FFmpeg warn about slices it skips on its way to the frame; the frames are
-# right (checked frame by frame against sequential decoding on the clips in ../shared/data).
-os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-
-VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm"}
-IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
 
 
 def expand_sources(patterns: list[str]) -> list[Path]:
@@ -52,10 +47,14 @@ def expand_sources(patterns: list[str]) -> list[Path]:
 
 
 class Clip:
-    """A video file or a folder of frames, read a window at a time (RGB uint8)."""
+    """A video file or a folder of frames, read a window at a time (RGB uint8).
+
+    Videos are read through :class:`napari_afb.video.VideoArray` (frame-accurate seeking, frame
+    counts checked against what decodes, one open decoder, a small cache)."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
+        self.files = self._video = None
         if self.path.is_dir():
             self.files = sorted(
                 p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS
@@ -65,45 +64,35 @@ class Clip:
                 raise ValueError(f"cannot read frame {self.files[0]}")
             self.length, (self.height, self.width) = len(self.files), first.shape[:2]
         else:
-            self.files = None
-            cap = cv2.VideoCapture(str(self.path))
-            if not cap.isOpened():
-                raise ValueError(f"cannot open video {self.path}")
-            self.length = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-            self.width = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
-            self.height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
-            # Container frame counts can be one or two too high (box.mp4 claims 456 of 455):
-            # trust the count only as far as the last frame that decodes.
-            for _ in range(4):
-                if self.length <= 0:
-                    break
-                cap.set(cv2.CAP_PROP_POS_FRAMES, self.length - 1)
-                if cap.read()[0]:
-                    break
-                self.length -= 1
-            cap.release()
-            if self.length <= 0 or self.width <= 0:
-                raise ValueError(f"{self.path} has no readable frames")
+            try:
+                self._video = VideoArray(self.path)
+            except InputError as exc:
+                raise ValueError(str(exc)) from None
+            self.length, self.height, self.width = self._video.shape[:3]
         self.scale = 1.0
 
     def read(self, start: int, count: int, scale: float | None = None) -> np.ndarray:
         """Frames [start, start + count) as (count, H', W', 3) uint8 RGB, resized by ``scale``."""
         scale = self.scale if scale is None else scale
+        unreadable = Rejected("unreadable", f"{self.path.name} frames {start}-{start + count - 1}")
+        if start < 0 or start + count > self.length:
+            raise unreadable
         if self.files is not None:
             raw = [cv2.imread(str(f), cv2.IMREAD_COLOR) for f in self.files[start : start + count]]
+            if any(f is None for f in raw):
+                raise unreadable
+            raw = [cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in raw]
         else:
-            cap = cv2.VideoCapture(str(self.path))
-            cap.set(cv2.CAP_PROP_POS_FRAMES, start)
-            raw = [cap.read()[1] for _ in range(count)]
-            cap.release()
-        if len(raw) < count or any(f is None for f in raw):
-            raise Rejected("unreadable", f"{self.path.name} frames {start}-{start + count - 1}")
+            try:
+                raw = list(self._video[start : start + count])
+            except InputError:
+                raise unreadable from None
+        if scale == 1.0:
+            return np.stack(raw)
         out = []
         for f in raw:
-            if scale != 1.0:
-                size = (max(1, round(f.shape[1] * scale)), max(1, round(f.shape[0] * scale)))
-                f = cv2.resize(f, size, interpolation=cv2.INTER_AREA)
-            out.append(cv2.cvtColor(f, cv2.COLOR_BGR2RGB))
+            size = (max(1, round(f.shape[1] * scale)), max(1, round(f.shape[0] * scale)))
+            out.append(cv2.resize(f, size, interpolation=cv2.INTER_AREA))
         return np.stack(out)
 
     def estimate_scale(self, max_step_motion: float, pairs: int = 6) -> float:
