@@ -21,6 +21,7 @@ _LAZY = {
     "decompose": "napari_afb.api",
     "guidance_from_flow": "napari_afb.guidance",
     "guidance_from_neighbors": "napari_afb.flow",
+    "predict_guidance": "napari_afb.predict",
 }
 
 __all__ = ["__version__", *_LAZY]
@@ -29,6 +30,7 @@ if TYPE_CHECKING:  # pragma: no cover (for type checkers and IDEs)
     from .api import decompose  # noqa: F401
     from .flow import guidance_from_neighbors  # noqa: F401
     from .guidance import guidance_from_flow  # noqa: F401
+    from .predict import predict_guidance  # noqa: F401
 
 
 def __getattr__(name: str):

@@ -20,6 +20,8 @@ def decompose(
     device: str = "auto",
     weights: str | os.PathLike | None = None,
     model=None,
+    predictor_weights: str | os.PathLike | None = None,
+    seed: int = 0,
     tile: int | None = None,
     overlap: int = engine.DEFAULT_OVERLAP,
     precision: str = "auto",
@@ -33,11 +35,14 @@ def decompose(
     image : (H, W, 3) RGB array, uint8 or float in [0, 1]
         Also (H, W) grey, (H, W, 4) RGBA (alpha is carried into every frame) and uint16.
     guidance : (H, W) integer label map, 0-4 (see :mod:`napari_afb.guidance`)
-        Motion direction per pixel; it fixes which way time runs. ``None`` asks for predicted
-        guidance, which needs the guidance predictor (not in this version: pass a map).
+        Motion direction per pixel; it fixes which way time runs. ``None``: the most plausible
+        of the guidance predictor's samples for ``seed`` (:func:`predict_guidance`); a single
+        blurry image cannot say which way time ran, so this order is a guess the predictor makes.
     device : "auto" (cuda, then mps, then cpu), "cpu", "cuda", "cuda:N" or "mps".
     weights : decomposer weights file; default: ``$NAPARI_AFB_WEIGHTS``, then the packaged file.
     model : an already built decomposer module, used instead of ``weights``.
+    predictor_weights, seed : for ``guidance=None``: the predictor's weights (default
+        ``$NAPARI_AFB_PREDICTOR_WEIGHTS``, then the packaged file) and the sampling seed.
     tile, overlap : tile side and overlap in pixels (tile=None: a default for the device, 0: the
         whole image at once). Results agree with untiled ones to well under 1/255.
     precision : "auto" (bf16/fp16 autocast on CUDA, float32 elsewhere), "float32", "bfloat16",
@@ -51,14 +56,14 @@ def decompose(
     -------
     (N, H, W, 3) array of frames in time order, in the input's dtype (and channel layout).
     """
-    if guidance is None:
-        raise ValueError(
-            "guidance=None asks for predicted guidance, but this version of napari-afb has no "
-            "guidance predictor yet; pass an (H, W) label map (0 = static/unknown, 1 right-up, "
-            "2 left-up, 3 left-down, 4 right-down), e.g. painted in napari"
-        )
     dev = engine.select_device(device)
     model, _ = model_on(model, weights, dev)
+    if guidance is None:
+        from .predict import predict_guidance
+
+        guidance = predict_guidance(
+            image, 1, seed=seed, device=str(dev), weights=predictor_weights
+        )[0]
     gen = engine.decompose_iter(
         image,
         guidance,

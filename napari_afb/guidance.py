@@ -24,9 +24,11 @@ import numpy as np
 
 __all__ = [
     "ARROWS",
+    "AXIS_OF_LABEL",
     "COLORS",
     "NAMES",
     "N_CLASSES",
+    "SIGN_OF_LABEL",
     "TRAINING_THRESHOLD",
     "VECTORS",
     "VIDEO_THRESHOLD",
@@ -34,6 +36,7 @@ __all__ = [
     "check_guidance",
     "guidance_from_flow",
     "label_from_name",
+    "labels_from_axis_sign",
     "labels_to_vectors",
     "one_hot",
     "vectors_to_labels",
@@ -53,6 +56,16 @@ COLORS = {
     3: (1.0, 0.85, 0.0, 1.0),
     4: (0.1, 0.3, 1.0, 1.0),
 }
+
+#: The blur's axis per label: 0 static, 1 for labels 1 and 3 (the "/" diagonal), 2 for labels 2
+#: and 4 (the "\\" diagonal). A blurry image shows the axis; the sign along it (which way time
+#: ran) is what a single image leaves ambiguous.
+AXIS_OF_LABEL = np.array([0, 1, 2, 1, 2], dtype=np.uint8)
+#: The sign along the axis per label, as the sign of sx: +1 for labels 1 and 4, -1 for 2 and 3.
+#: Time reversal negates it.
+SIGN_OF_LABEL = np.array([0, 1, -1, -1, 1], dtype=np.int8)
+# Label of (axis, sign), indexed [axis, sign > 0].
+_LABEL_OF_AXIS_SIGN = np.array([[0, 0], [3, 1], [2, 4]], dtype=np.uint8)
 
 #: Static thresholds of the reference method, in pixels per time step of the average flow.
 TRAINING_THRESHOLD = 0.2
@@ -115,6 +128,15 @@ def guidance_from_flow(flow: np.ndarray, *, threshold: float = VIDEO_THRESHOLD) 
         raise ValueError("flow contains NaN or infinite values")
     signs = np.where(np.abs(flow) < threshold, 0, np.sign(flow)).astype(np.intp)
     return _LABEL_OF_SIGNS[signs[..., 1] + 1, signs[..., 0] + 1]
+
+
+def labels_from_axis_sign(axis: np.ndarray, sign: np.ndarray) -> np.ndarray:
+    """Labels from an axis map (0 static, 1 "/", 2 "\\"; see :data:`AXIS_OF_LABEL`) and a sign
+    map (> 0 for labels 1 and 4, <= 0 for 2 and 3; ignored where the axis is 0)."""
+    axis = np.asarray(axis)
+    if axis.size and (axis.min() < 0 or axis.max() > 2):
+        raise ValueError("axis values must be 0 (static), 1 or 2")
+    return _LABEL_OF_AXIS_SIGN[axis, (np.asarray(sign) > 0).astype(np.intp)]
 
 
 def labels_to_vectors(labels: np.ndarray) -> np.ndarray:

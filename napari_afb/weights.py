@@ -232,7 +232,7 @@ def cached_model(
     try:
         st = path.stat()
     except OSError:
-        raise WeightsError(f"weights file not found: {path}") from None
+        raise WeightsError(f"{role} weights file not found: {path}") from None
     key = (str(path), st.st_mtime_ns, st.st_size, str(device))
     with _cache_lock:
         if key not in _cache:

@@ -45,3 +45,19 @@ def random_guidance():
         return np.random.default_rng(seed).integers(0, 5, size=shape, dtype=np.uint8)
 
     return make
+
+
+PREDICTOR_ARGS = {"widths": [8, 16], "enc_blocks": [1, 1], "dec_blocks": [1]}
+
+
+def perturbed_predictor(seed: int = 0) -> torch.nn.Module:
+    """A seeded, untrained GuidanceNet whose head gives logits of a few units: its maps have
+    moving regions of both axes and signs, so sampling has something to choose between."""
+    torch.manual_seed(seed)
+    model = models.build("guidance_net", **PREDICTOR_ARGS)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("scale"):
+                p.normal_(0.0, 0.3)
+        model.head.weight.normal_(0.0, 0.5)
+    return model.eval()

@@ -61,16 +61,15 @@ def test_signatures_match_the_architecture_contract():
     assert sig.parameters["threshold"].kind is inspect.Parameter.KEYWORD_ONLY
 
 
-def test_the_predictor_does_not_exist_as_a_stub():
-    """predict_guidance arrives with the predictor (a later issue), not as a placeholder."""
-    assert not hasattr(napari_afb, "predict_guidance")
-    with pytest.raises(AttributeError):
-        napari_afb.predict_guidance  # noqa: B018
-
-
-def test_decompose_without_guidance_says_why():
-    with pytest.raises(ValueError, match="no guidance predictor yet"):
-        napari_afb.decompose(np.zeros((8, 8, 3), np.uint8))
+def test_decompose_without_guidance_or_predictor_says_why(monkeypatch, tmp_path):
+    monkeypatch.delenv("NAPARI_AFB_PREDICTOR_WEIGHTS", raising=False)
+    with pytest.raises(ValueError, match="predictor"):
+        napari_afb.decompose(
+            np.zeros((8, 8, 3), np.uint8),
+            model=perturbed_model(0),
+            predictor_weights=tmp_path / "missing.safetensors",
+            device="cpu",
+        )
 
 
 def test_decompose_from_a_weights_file_equals_the_model(tmp_path, rgb_image, random_guidance):

@@ -11,10 +11,12 @@ from typing import Any
 from torch import nn
 
 from .decomposer import MotionUNet
+from .predictor import GuidanceNet
 
 #: name -> (class, role). The role says what a weights file of that architecture is for.
 REGISTRY: dict[str, tuple[type[nn.Module], str]] = {
     "motion_unet": (MotionUNet, "decomposer"),
+    "guidance_net": (GuidanceNet, "predictor"),
 }
 
 
@@ -36,4 +38,4 @@ def role_of(name: str) -> str:
     return REGISTRY[name][1]
 
 
-__all__ = ["REGISTRY", "MotionUNet", "build", "role_of"]
+__all__ = ["REGISTRY", "GuidanceNet", "MotionUNet", "build", "role_of"]
