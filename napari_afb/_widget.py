@@ -60,6 +60,8 @@ class Outcome:
 
 #: Guidance-combo entry: estimate the guidance from the video frames around the current one.
 NEIGHBORS = "neighbors"
+#: Guidance-combo entry: the guidance predictor's most plausible sample.
+PREDICTED = "predicted"
 
 
 def decompose_job(
@@ -71,11 +73,13 @@ def decompose_job(
     device: str,
     tile: int | None,
     cancel: Callable[[], bool],
+    estimating: str = "estimating guidance...",
 ) -> Generator[Any, None, Outcome]:
     """Load the model (unless given) and decompose; yields engine Progress, returns an Outcome.
 
-    ``guidance`` may be a callable that estimates the map (from neighbouring video frames): it
-    runs here, in the worker, and the map comes back in the Outcome.
+    ``guidance`` may be a callable that estimates the map (from neighbouring video frames, or
+    with the guidance predictor): it runs here, in the worker, after the ``estimating`` message,
+    and the map comes back in the Outcome.
 
     Expected failures (missing or bad weights, a bad input, an unavailable device, out of
     memory) and cancellation come back as an Outcome with a message, not as exceptions, so the
@@ -88,7 +92,7 @@ def decompose_job(
     estimated = None
     try:
         if callable(guidance):
-            yield engine.Progress(0, 0, "estimating guidance from the neighbouring frames...")
+            yield engine.Progress(0, 0, estimating)
             guidance = estimated = guidance()
         dev = engine.select_device(device)
         yield engine.Progress(0, 0, f"loading the model on {dev}...")
@@ -122,13 +126,15 @@ class _Job:
     guidance_source: str
     frame: int | None
     transform: dict[str, tuple[float, ...]]
+    estimated_name: str = "video guidance"  # layer-name suffix of an estimated map
+    estimating: str = "estimating guidance..."
 
 
 class DecomposeWidget(QWidget):
     """Decompose the selected image (or the current frame of a video) into its sharp frames.
 
-    ``model_override`` (an ``nn.Module``), when set, is used instead of the weights file: for
-    tests and scripts.
+    ``model_override`` and ``predictor_override`` (``nn.Module`` s), when set, are used instead
+    of the weights files: for tests and scripts.
     """
 
     def __init__(self, napari_viewer: napari.viewer.Viewer):
@@ -140,6 +146,7 @@ class DecomposeWidget(QWidget):
 
         self.viewer = napari_viewer
         self.model_override: torch.nn.Module | None = None
+        self.predictor_override: torch.nn.Module | None = None
         self._worker = None
         self._cancel = threading.Event()
         self._job: _Job | None = None
@@ -147,11 +154,16 @@ class DecomposeWidget(QWidget):
         order = [1, 2, 3, 4, 0]
         uniform = [(f"uniform: {direction_text(lab)}", lab) for lab in order]
         self.image_combo = LayerCombo(napari_viewer, (Image,))
-        extras = [*uniform, ("from neighbouring frames (video)", NEIGHBORS)]
+        extras = [
+            *uniform,
+            ("from neighbouring frames (video)", NEIGHBORS),
+            ("predicted (most plausible sample)", PREDICTED),
+        ]
         self.guidance_combo = LayerCombo(napari_viewer, (Labels,), extras=extras)
         self.guidance_combo.setToolTip(
-            "A painted guidance Labels layer, the motion between this video frame and its "
-            "neighbours, or one direction for the whole image (camera shake)"
+            "A painted guidance Labels layer (a stack of samples: the one on screen), the motion "
+            "between this video frame and its neighbours, the guidance predictor's most "
+            "plausible sample, or one direction for the whole image (camera shake)"
         )
         self.weights_edit = FileEdit(mode="r", filter="*.safetensors", nullable=True)
         self.weights_edit.line_edit.native.setPlaceholderText("default weights")
@@ -233,10 +245,14 @@ class DecomposeWidget(QWidget):
             labels = source.data
             if labels.ndim == 3 and frame is not None:  # one map per video frame
                 labels = labels[frame]
+            elif labels.ndim == 3:  # a stack of guidance samples: the one on screen
+                labels = labels[self._current_frame(source)]
             guidance = np.array(labels, copy=True)  # painting during the run changes nothing
             name = f"layer '{source.name}'"
         elif source == NEIGHBORS:
             return self._neighbor_job(layer, image, frame)
+        elif source == PREDICTED:
+            return self._predicted_job(layer, image, frame)
         elif isinstance(source, int):
             guidance = np.full((h, w), source, dtype=np.uint8)
             name = f"uniform {NAMES[source]}"
@@ -268,7 +284,35 @@ class DecomposeWidget(QWidget):
             return guidance_from_neighbors(prev, image, nxt)
 
         source = f"neighbouring frames of frame {frame}"
-        return _Job(layer.name, image, estimate, source, frame, spatial_transform(layer))
+        return _Job(
+            layer.name,
+            image,
+            estimate,
+            source,
+            frame,
+            spatial_transform(layer),
+            estimating="estimating guidance from the neighbouring frames...",
+        )
+
+    def _predicted_job(self, layer, image: np.ndarray, frame: int | None) -> _Job:
+        """Guidance sampled in the worker by the guidance predictor (seed 0, most plausible)."""
+        from .predict import predict_guidance
+
+        predictor, device = self.predictor_override, self.device_combo.currentText()
+
+        def estimate():
+            return predict_guidance(image, 1, seed=0, device=device, model=predictor)[0]
+
+        return _Job(
+            layer.name,
+            image,
+            estimate,
+            "predicted (most plausible sample, seed 0)",
+            frame,
+            spatial_transform(layer),
+            estimated_name="predicted guidance",
+            estimating="predicting guidance...",
+        )
 
     # -- running ---------------------------------------------------------------------------
 
@@ -304,6 +348,7 @@ class DecomposeWidget(QWidget):
             device=self.device_combo.currentText(),
             tile=self.tile_spin.value() or None,
             cancel=self._cancel.is_set,
+            estimating=job.estimating,
         )
         worker.yielded.connect(self._on_progress)
         worker.returned.connect(self._on_returned)
@@ -375,13 +420,13 @@ class DecomposeWidget(QWidget):
         show_error(message)
 
     def _show_estimated_guidance(self, job: _Job, labels: np.ndarray) -> None:
-        """Show the estimated map as '<image> video guidance' (updated in place on re-runs), so
-        the user sees what the decomposer was given."""
+        """Show the estimated map as '<image> video guidance' or '<image> predicted guidance'
+        (updated in place on re-runs), so the user sees what the decomposer was given."""
         from napari.layers import Labels
 
         from ._sample_data import guidance_layer_kwargs
 
-        name = f"{job.image_name} video guidance"
+        name = f"{job.image_name} {job.estimated_name}"
         layer = self.viewer.layers[name] if name in self.viewer.layers else None
         if isinstance(layer, Labels) and layer.data.shape == labels.shape:
             layer.data = labels

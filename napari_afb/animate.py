@@ -1,5 +1,12 @@
 """Whole-video animation: every blurry frame of a video decomposed into N sharp frames, with
-guidance from its neighbouring frames, written as a video at N times the frame rate.
+guidance from its neighbouring frames (or from the guidance predictor), written as a video at N
+times the frame rate.
+
+With predicted guidance each frame alone cannot say which way time ran, and picking each
+frame's most plausible sample independently would let the order flip from frame to frame. So
+the first frame takes its most plausible sample, and every later frame the one of its
+``PREDICT_SAMPLES`` samples that agrees best with the previous frame's guidance on the pixels
+both call moving (motion is continuous from one exposure to the next).
 
 Streamed: three source frames are in memory at a time, and output frames go straight to the
 encoder, so memory does not grow with the video's length. The output is written to a temporary
@@ -24,7 +31,23 @@ from .export import _rgb_even
 from .flow import guidance_from_neighbors
 from .video import VideoArray
 
-__all__ = ["animate_iter", "animate_video"]
+__all__ = ["GUIDANCE_SOURCES", "animate_iter", "animate_video"]
+
+GUIDANCE_SOURCES = ("neighbors", "predict")
+#: Samples per frame among which predicted guidance picks the one continuing the last frame's.
+PREDICT_SAMPLES = 5
+
+
+def _continuing(samples: np.ndarray, previous: np.ndarray | None) -> np.ndarray:
+    """The sample (most plausible first) that best agrees with ``previous`` where both move."""
+    if previous is None:
+        return samples[0]
+    agree = [
+        np.count_nonzero((s == previous) & (s > 0) & (previous > 0))
+        - np.count_nonzero((s != previous) & (s > 0) & (previous > 0))
+        for s in samples
+    ]
+    return samples[int(np.argmax(agree))]  # argmax keeps the first (most plausible) on ties
 
 
 def animate_iter(
@@ -36,13 +59,21 @@ def animate_iter(
     tile: int | None = None,
     overwrite: bool = False,
     cancel: Callable[[], bool] | None = None,
+    guidance: str = "neighbors",
+    predictor=None,
 ) -> Generator[Progress, None, dict]:
     """Decompose every frame of the video ``source`` and write ``out`` (.mp4, mp4v codec).
+
+    ``guidance`` is "neighbors" or "predict" (then ``predictor`` is the predictor module).
 
     Yields :class:`~napari_afb.engine.Progress` per video frame; returns a summary dict (frames
     in and out, frame rates, size). ``cancel`` is polled between tiles and frames.
     """
     out = Path(out)
+    if guidance not in GUIDANCE_SOURCES:
+        raise ValueError(f"guidance must be one of {GUIDANCE_SOURCES}, not {guidance!r}")
+    if guidance == "predict" and predictor is None:
+        raise ValueError("guidance='predict' needs the predictor module")
     if out.suffix.lower() not in (".mp4", ".avi"):
         raise ValueError(f"{out}: write the animation as .mp4 (or .avi)")
     if out.exists() and not overwrite:
@@ -60,10 +91,17 @@ def animate_iter(
         raise OSError(f"OpenCV cannot write {out.suffix} video here")
     stop = cancel or (lambda: False)
     try:
-        prev, cur = None, video[0]
+        prev, cur, last_labels = None, video[0], None
         for t in range(n_in):
             nxt = video[t + 1] if t + 1 < n_in else None
-            if prev is None and nxt is None:
+            if guidance == "predict":
+                from .predict import predict_guidance
+
+                samples = predict_guidance(
+                    cur, PREDICT_SAMPLES, seed=0, model=predictor, device=str(device)
+                )
+                labels = last_labels = _continuing(samples, last_labels)
+            elif prev is None and nxt is None:
                 labels = np.zeros((h, w), np.uint8)  # a one-frame video: no motion to measure
             else:
                 labels = guidance_from_neighbors(prev, cur, nxt)
@@ -80,6 +118,7 @@ def animate_iter(
         writer.release()
         tmp.unlink(missing_ok=True)
     return {
+        "guidance": guidance,
         "frames_in": n_in,
         "frames_out": n_in * n,
         "fps_in": fps_in,
@@ -112,18 +151,33 @@ def animate_video(
     overwrite: bool = False,
     progress: bool | Callable[[Progress], None] = False,
     cancel: Callable[[], bool] | None = None,
+    guidance: str = "neighbors",
+    predictor_weights: str | os.PathLike | None = None,
 ) -> dict:
     """Turn a blurry video into a sharp one with N times the frame rate (see module docstring).
 
     Guidance for each frame comes from its neighbouring frames
-    (:func:`napari_afb.guidance_from_neighbors`). Returns a summary dict.
+    (:func:`napari_afb.guidance_from_neighbors`) with ``guidance="neighbors"``, or from the
+    guidance predictor with ``guidance="predict"`` (``predictor_weights``: default
+    ``$NAPARI_AFB_PREDICTOR_WEIGHTS``, then the packaged file). Returns a summary dict.
     """
-    from .weights import model_on
+    from .weights import cached_model, model_on
 
     dev = engine.select_device(device)
     model, _ = model_on(model, weights, dev)
+    predictor = None
+    if guidance == "predict":
+        predictor, _ = cached_model(predictor_weights, dev, role="predictor")
     gen = animate_iter(
-        source, out, model=model, device=dev, tile=tile, overwrite=overwrite, cancel=cancel
+        source,
+        out,
+        model=model,
+        device=dev,
+        tile=tile,
+        overwrite=overwrite,
+        cancel=cancel,
+        guidance=guidance,
+        predictor=predictor,
     )
     if progress is True:
         return engine.run_with_bar(gen, desc="animate", unit="frame")

@@ -1,11 +1,11 @@
 """The ``napari-afb`` command line.
 
-    napari-afb decompose INPUT (--guidance MAP | --direction NAME) --out DIR [options]
+    napari-afb decompose INPUT [--guidance MAP | --direction NAME] --out DIR [options]
     napari-afb demo --out DIR
     napari-afb info WEIGHTS
-    napari-afb animate VIDEO --out OUT.mp4 [--guidance neighbors]
-    napari-afb train decomposer --config FILE [--resume]
-    napari-afb evaluate --weights W --data CLIP [CLIP ...]
+    napari-afb animate VIDEO --out OUT.mp4 [--guidance neighbors|predict]
+    napari-afb train decomposer|predictor --config FILE [--resume]
+    napari-afb evaluate --weights W --data CLIP [CLIP ...] [--guidance sources --predictor P]
     napari-afb inspect-data CLIP [CLIP ...] [--preview PNG]
 
 Exit status: 0 done, 2 bad input (unreadable file, mismatched guidance, bad weights, existing
@@ -41,12 +41,13 @@ def _parser() -> argparse.ArgumentParser:
         "PNG files and an animated GIF.",
     )
     d.add_argument("input", type=Path, help="blurry image (png, jpg, tif, bmp, webp)")
-    g = d.add_mutually_exclusive_group(required=True)
+    g = d.add_mutually_exclusive_group()
     g.add_argument(
         "--guidance",
         type=Path,
         metavar="MAP",
-        help="label map, .npy or single-channel PNG/TIFF, values 0-4, same size",
+        help="label map, .npy or single-channel PNG/TIFF, values 0-4, same size "
+        "(default: the guidance predictor's most plausible sample)",
     )
     g.add_argument(
         "--direction",
@@ -56,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     d.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
     _add_run_options(d)
+    _add_predictor_options(d)
     d.add_argument("--fps", type=_positive, default=10.0, help="GIF frame rate (default 10)")
     d.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
 
@@ -80,11 +82,13 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--out", type=Path, required=True, metavar="FILE", help="output .mp4")
     a.add_argument(
         "--guidance",
-        choices=["neighbors"],
+        choices=["neighbors", "predict"],
         default="neighbors",
-        help="where each frame's guidance comes from (default: neighbors)",
+        help="where each frame's guidance comes from: its neighbouring frames (default) or "
+        "the guidance predictor",
     )
     _add_run_options(a)
+    _add_predictor_options(a)
     a.add_argument("--overwrite", action="store_true", help="replace an existing output file")
 
     i = sub.add_parser("info", help="show what a weights file says about itself")
@@ -96,7 +100,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Train a model from a config file (TOML, YAML or JSON); "
         "run under torchrun for several GPUs or processes.",
     )
-    t.add_argument("what", choices=["decomposer"], help="which model to train")
+    t.add_argument("what", choices=["decomposer", "predictor"], help="which model to train")
     t.add_argument("--config", type=Path, required=True, metavar="FILE")
     t.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
     t.add_argument("--out", type=str, default=None, metavar="DIR", help="override out_dir")
@@ -108,9 +112,17 @@ def _parser() -> argparse.ArgumentParser:
         help="score weights on synthesized windows of clips",
         description="Synthesize a fixed, seeded set of windows from the clips, "
         "decompose them, and report PSNR/SSIM (strict and order-agnostic) "
-        "beside the blurry baseline.",
+        "beside the blurry baseline. With --guidance sources: every guidance source "
+        "(true, predicted best of 1/3/5, neighbouring frames) with guidance accuracy "
+        "and sample diversity.",
     )
-    e.add_argument("--weights", type=Path, required=True)
+    e.add_argument("--weights", type=Path, required=True, help="decomposer weights")
+    e.add_argument(
+        "--predictor",
+        type=Path,
+        help="predictor weights for --guidance sources (default: packaged or "
+        "$NAPARI_AFB_PREDICTOR_WEIGHTS; none: no predicted rows)",
+    )
     e.add_argument(
         "--data",
         nargs="+",
@@ -125,7 +137,12 @@ def _parser() -> argparse.ArgumentParser:
         default=320,
         help="resize frames to this width (default 320; 0 = 128-px crops)",
     )
-    e.add_argument("--guidance", choices=["true", "reversed"], default="true")
+    e.add_argument(
+        "--guidance",
+        choices=["true", "reversed", "sources"],
+        default="true",
+        help="true or time-reversed guidance, or all guidance sources compared",
+    )
     e.add_argument("--sheet", type=Path, help="write a contact sheet PNG here")
     e.add_argument("--json", type=Path, help="write the full report as JSON here")
     e.add_argument("--device", default="auto")
@@ -168,6 +185,16 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         help="tile side in px (default: by device; 0 = whole image)",
     )
     p.add_argument("--overlap", type=int, default=None, help="tile overlap in px (default 128)")
+
+
+def _add_predictor_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--predictor",
+        type=Path,
+        metavar="WEIGHTS",
+        help="guidance predictor weights (default: packaged or $NAPARI_AFB_PREDICTOR_WEIGHTS)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="sampling seed of predicted guidance")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -222,12 +249,19 @@ def _decompose(args) -> int:
 
     image = io.read_image(args.input)
     h, w = image.shape[:2]
-    if args.guidance is not None:
-        guidance = io.read_guidance(args.guidance, shape=(h, w))
-    else:
-        guidance = np.full((h, w), label_from_name(args.direction), dtype=np.uint8)
     io.check_destination(args.out, args.overwrite)  # fail before the long part
     t0 = time.perf_counter()
+    if args.guidance is not None:
+        guidance = io.read_guidance(args.guidance, shape=(h, w))
+    elif args.direction is not None:
+        guidance = np.full((h, w), label_from_name(args.direction), dtype=np.uint8)
+    else:
+        from .predict import predict_guidance
+
+        guidance = predict_guidance(
+            image, 1, seed=args.seed, device=args.device, weights=args.predictor
+        )[0]
+        print("guidance: the predictor's most plausible sample (see guidance.png)")
     frames = api.decompose(image, guidance, weights=args.weights, **_run_kwargs(args))
     seconds = time.perf_counter() - t0
     with io.staged_directory(args.out, args.overwrite) as tmp:
@@ -313,9 +347,12 @@ def _animate(args) -> int:
         tile=args.tile,
         overwrite=args.overwrite,
         progress=True,
+        guidance=args.guidance,
+        predictor_weights=args.predictor,
     )
     print(
-        f"wrote {args.out}: {summary['frames_in']} frames at {summary['fps_in']:g} fps -> "
+        f"wrote {args.out} (guidance: {summary['guidance']}): {summary['frames_in']} frames "
+        f"at {summary['fps_in']:g} fps -> "
         f"{summary['frames_out']} frames at {summary['fps_out']:g} fps, {summary['size']} "
         f"(audio {summary['audio']})"
     )

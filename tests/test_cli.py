@@ -298,11 +298,47 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, weights_file, sm
     assert _hidden(tmp_path) == []
 
 
+def test_no_guidance_and_no_predictor_exits_2_and_writes_nothing(
+    capsys, small_png, tmp_path, weights_file, monkeypatch
+):
+    monkeypatch.delenv("NAPARI_AFB_PREDICTOR_WEIGHTS", raising=False)
+    out = tmp_path / "out"
+    code, _, err = run(
+        capsys, "decompose", small_png, "--out", out, "--weights", weights_file, "--device", "cpu",
+        "--predictor", tmp_path / "missing.safetensors",
+    )  # fmt: skip
+    assert code == 2 and "predictor weights file not found" in err
+    assert not out.exists()
+
+
+def test_decompose_with_predicted_guidance(capsys, small_png, tmp_path, weights_file):
+    from conftest import PREDICTOR_ARGS, perturbed_predictor
+
+    from napari_afb.predict import predict_guidance
+
+    predictor = save_weights(
+        perturbed_predictor(0), tmp_path / "p.safetensors", architecture="guidance_net",
+        arch_args=PREDICTOR_ARGS,
+    )  # fmt: skip
+    out = tmp_path / "out"
+    code, stdout, err = run(
+        capsys, "decompose", small_png, "--out", out, "--weights", weights_file, "--device", "cpu",
+        "--predictor", predictor, "--seed", "4",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "most plausible sample" in stdout
+    image = io.read_image(small_png)
+    expected = predict_guidance(image, 1, seed=4, weights=predictor, device="cpu")[0]
+    assert np.array_equal(io.read_image(out / "guidance.png"), io.guidance_rgb(expected))
+    frames = _expected(image, expected, weights_file)
+    assert np.array_equal(io.read_image(out / "frame_00.png"), frames[0])
+
+
 def test_usage_errors_exit_2(capsys, small_png, tmp_path):
     with pytest.raises(SystemExit) as exc:
-        cli.main(["decompose", str(small_png), "--out", str(tmp_path / "out")])
+        cli.main(["decompose", str(small_png), "--guidance", "g.npy", "--direction", "right-up"])
     assert exc.value.code == 2
-    assert "--guidance" in capsys.readouterr().err  # one of --guidance / --direction is needed
+    assert "not allowed with" in capsys.readouterr().err  # --guidance or --direction, not both
     with pytest.raises(SystemExit) as exc:
         cli.main(["decompose", str(small_png), "--direction", "sideways", "--out", "x"])
     assert exc.value.code == 2

@@ -17,12 +17,28 @@ def train_command(args) -> int:
     if args.steps:
         overrides["optim.steps"] = args.steps
     cfg = load_config(args.config, overrides)
+    role = _role(cfg.model.architecture)
+    if role != args.what:
+        raise ValueError(
+            f"{args.config} trains {cfg.model.architecture!r}, a {role}: run "
+            f"'napari-afb train {role} --config {args.config}'"
+        )
     result = train(cfg, resume=args.resume, device=args.device)
     if result.last_weights is not None:  # rank 0
         print(f"trained {result.step} steps; weights: {result.last_weights}")
         if result.best_weights:
             print(f"best validation: {json.dumps(result.best_metrics)} -> {result.best_weights}")
     return 0
+
+
+def _role(architecture: str) -> str:
+    from .. import models
+
+    if architecture not in models.REGISTRY:
+        raise ValueError(
+            f"unknown architecture {architecture!r}; known: {', '.join(sorted(models.REGISTRY))}"
+        )
+    return models.role_of(architecture)
 
 
 def evaluate_command(args) -> int:
@@ -33,14 +49,23 @@ def evaluate_command(args) -> int:
 
     device = select_device(args.device)
     model, info = load_weights(args.weights, device)
+    if info.role != "decomposer":
+        raise ValueError(f"--weights {args.weights} holds {info.role} weights; pass a decomposer")
     clips = open_clips(args.data, 3.0)
     spec = WindowSpec(n_frames=model.n_frames)
-    windows, stats = validation_windows(
-        clips, args.windows, spec, seed=args.seed, width=args.width or None
+    sources = args.guidance == "sources"
+    windows, stats = (
+        validation_windows(
+            clips, args.windows, spec, seed=args.seed, width=args.width or 320, neighbors=sources
+        )
+        if sources
+        else validation_windows(clips, args.windows, spec, seed=args.seed, width=args.width or None)
     )
     if not windows:
         raise ValueError(f"no usable windows in {args.data} ({stats.summary()})")
     print(f"weights: {info.summary()}; windows: {stats.summary()}")
+    if sources:
+        return _evaluate_sources(args, model, windows, device)
     report = evaluate(
         model,
         windows,
@@ -48,6 +73,27 @@ def evaluate_command(args) -> int:
         guidance=args.guidance,
         sheet_path=args.sheet,
         progress=True,
+    )
+    print(report.table())
+    if args.json:
+        args.json.write_text(json.dumps(report.to_dict(), indent=2))
+    return 0
+
+
+def _evaluate_sources(args, model, windows, device) -> int:
+    from ..weights import WeightsError, cached_model
+    from .evaluate_guidance import evaluate_guidance
+
+    try:
+        predictor, pinfo = cached_model(args.predictor, device, role="predictor")
+        print(f"predictor: {pinfo.summary()}")
+    except WeightsError as exc:
+        if args.predictor is not None:
+            raise
+        predictor = None
+        print(f"predictor: none ({exc}); no predicted rows")
+    report = evaluate_guidance(
+        model, windows, predictor=predictor, device=str(device), progress=True
     )
     print(report.table())
     if args.json:

@@ -8,6 +8,7 @@ index), so runs are reproducible, resumable and identical across DataLoader work
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import os
 from dataclasses import dataclass
@@ -231,18 +232,44 @@ def open_clips(patterns: list[str], max_step_motion: float, min_side: int = 160)
     return clips
 
 
+def _exposure(frames: np.ndarray, spec: WindowSpec) -> np.ndarray:
+    """The blurry exposure of ``frames``, synthesized as the window's own but never rejected
+    (a neighbour may be static or cut: that is what a real video gives the neighbour guidance)."""
+    relaxed = dataclasses.replace(
+        spec.synthesis, min_motion=0.0, max_inconsistent=1.0, scene_cut=1.0
+    )
+    return synthesize(frames, relaxed, np.random.default_rng(0)).blurry
+
+
 def validation_windows(
-    clips: list[Clip], count: int, spec: WindowSpec, seed: int = 1234, width: int | None = 320
+    clips: list[Clip],
+    count: int,
+    spec: WindowSpec,
+    seed: int = 1234,
+    width: int | None = 320,
+    neighbors: bool = False,
 ) -> tuple[list[Window], RejectionStats]:
     """A deterministic validation set: ``count`` windows spread evenly over the clips, full
     frames resized to ``width`` (or crops of spec.crop when width is None), no degradation
-    beyond the spec's, no augmentation. The same seed always gives the same windows."""
+    beyond the spec's, no augmentation. The same seed always gives the same windows.
+
+    ``neighbors``: also synthesize the exposures just before and after each window (N frames
+    each, as a blurry video would hold them) into ``Window.neighbors``, for evaluating guidance
+    from neighbouring frames (needs ``width``)."""
+    if neighbors and width is None:
+        raise ValueError("neighbour windows are made from whole frames: give a width")
     rng = np.random.default_rng(seed)
     stats = RejectionStats()
     windows: list[Window] = []
+    n = spec.n_frames
+    lead = n if neighbors else 0
+    span = 3 * n if neighbors else n
     per_clip = [count // len(clips) + (i < count % len(clips)) for i in range(len(clips))]
     for clip, want in zip(clips, per_clip):
-        starts = np.linspace(0, clip.length - spec.n_frames, max(want * 4, 1)).astype(int)
+        if clip.length < span:
+            stats["unreadable"] += want
+            continue
+        starts = np.linspace(lead, clip.length - span + lead, max(want * 4, 1)).astype(int)
         kept = 0
         for start in starts:
             if kept == want:
@@ -252,14 +279,20 @@ def validation_windows(
                     window = random_window(clip, spec, rng)
                 else:
                     scale = width / clip.width
-                    frames = clip.read(int(start), spec.n_frames, scale)
+                    frames = clip.read(int(start) - lead, span, scale)
                     h = frames.shape[1] - frames.shape[1] % 8
+                    frames = frames[:, :h]
                     window = synthesize(
-                        frames[:, :h],
+                        frames[lead : lead + n],
                         spec.synthesis,
                         rng,
                         source={"clip": clip.path.name, "start": int(start), "scale": scale},
                     )
+                    if neighbors:
+                        window.neighbors = (
+                            _exposure(frames[:n], spec),
+                            _exposure(frames[2 * n :], spec),
+                        )
             except Rejected as exc:
                 stats[exc.reason] += 1
                 continue

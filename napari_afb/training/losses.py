@@ -1,4 +1,6 @@
-"""Losses for the decomposer.
+"""Losses for the decomposer and the guidance predictor.
+
+Decomposer:
 
 * ``l1``: per-pixel L1 on the frames;
 * ``gradient``: L1 on horizontal and vertical differences of the frames (sharpness: a blurry
@@ -8,6 +10,11 @@
 
 The decomposer is blur-consistent by construction, so no re-blur term is needed.
 All take frames (B, N, 3, H, W) and guidance (B, H, W).
+
+Predictor (:func:`predictor_loss`): cross-entropy on the blur's axis, and on moving pixels a
+binary cross-entropy on the sign along the axis that takes, per image, the better of the two
+global orientations (a single blurry image cannot say which way time ran; it can say which
+regions moved the same way).
 """
 
 from __future__ import annotations
@@ -19,9 +26,14 @@ import torch
 
 @dataclass(frozen=True)
 class LossConfig:
+    """Loss weights. ``l1``, ``gradient`` and ``order_blind_static`` are the decomposer's;
+    ``axis`` and ``sign`` the predictor's."""
+
     l1: float = 1.0
     gradient: float = 0.5
     order_blind_static: bool = True
+    axis: float = 1.0
+    sign: float = 1.0
 
 
 def _grad(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -57,3 +69,42 @@ def baseline_loss(blurry, target, guidance, cfg: LossConfig = LossConfig()) -> t
     training loss divided by this is the plateau ratio (1.0 = learned nothing)."""
     repeated = blurry.unsqueeze(1).expand_as(target)
     return decomposer_loss(repeated, target, guidance, cfg)
+
+
+_AXIS = torch.tensor([0, 1, 2, 1, 2])  # guidance.AXIS_OF_LABEL
+_SIGN = torch.tensor([0.0, 1.0, -1.0, -1.0, 1.0])  # guidance.SIGN_OF_LABEL
+
+
+def predictor_loss(
+    logits: torch.Tensor, guidance: torch.Tensor, cfg: LossConfig = LossConfig()
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Scalar loss of predictor logits (B, 4, H, W) against labels (B, H, W), and its parts
+    (detached): "axis" (cross-entropy), "sign" (orientation-free sign loss on moving pixels),
+    "axis_acc" and "sign_acc" (fraction of moving pixels right, the sign under the better
+    orientation)."""
+    axis_target = _AXIS.to(guidance.device)[guidance]
+    sign_target = _SIGN.to(guidance.device)[guidance]
+    axis_logits, sign_logit = logits[:, :3].float(), logits[:, 3].float()
+    axis_loss = torch.nn.functional.cross_entropy(axis_logits, axis_target)
+    moving = (guidance > 0).float()
+    n_moving = moving.sum(dim=(1, 2))
+    has = n_moving > 0
+    denom = n_moving.clamp_min(1.0)
+    margin = sign_target * sign_logit
+    forward = (torch.nn.functional.softplus(-margin) * moving).sum(dim=(1, 2)) / denom
+    backward = (torch.nn.functional.softplus(margin) * moving).sum(dim=(1, 2)) / denom
+    per_image = torch.minimum(forward, backward)
+    sign_loss = (per_image * has).sum() / has.sum().clamp_min(1)
+    loss = cfg.axis * axis_loss + cfg.sign * sign_loss
+    with torch.no_grad():
+        right_axis = (axis_logits.argmax(1) == axis_target).float() * moving
+        agree = ((margin > 0).float() * moving).sum(dim=(1, 2))
+        right_sign = torch.maximum(agree, n_moving - agree)
+        total = n_moving.sum().clamp_min(1.0)
+        parts = {
+            "axis": axis_loss.detach(),
+            "sign": sign_loss.detach(),
+            "axis_acc": right_axis.sum() / total,
+            "sign_acc": right_sign.sum() / total,
+        }
+    return loss, parts

@@ -1,8 +1,9 @@
 """A PNG of the training curves, drawn with Pillow (no plotting library needed).
 
-Left: the training loss as a ratio to the blurry baseline's loss on the same batch (the
-identity plateau is 1.0, drawn dashed). Right: validation PSNR of the model and of the blurry
-baseline.
+Decomposer: left, the training loss as a ratio to the blurry baseline's loss on the same batch
+(the identity plateau is 1.0, drawn dashed); right, validation PSNR of the model and of the blurry
+baseline. Predictor: left, the axis and sign losses; right, validation accuracy of the guidance
+on moving pixels (first sample and best of 5).
 """
 
 from __future__ import annotations
@@ -65,6 +66,45 @@ def _panel(title: str, series: dict[str, tuple[list, list, tuple]], hline: float
 def plot_training_log(log_path: str | Path, png_path: str | Path) -> Path:
     """Draw the curves of a training log (JSON lines) into a PNG; returns its path."""
     records = read_log(log_path)
+    if any("sign" in r for r in records):
+        left, right = _predictor_panels(records)
+    else:
+        left, right = _decomposer_panels(records)
+    sheet = Image.new("RGB", (2 * W, H), "white")
+    sheet.paste(left, (0, 0))
+    sheet.paste(right, (W, 0))
+    png_path = Path(png_path)
+    tmp = png_path.with_name(f".{png_path.name}.tmp.png")
+    sheet.save(tmp)
+    tmp.replace(png_path)
+    return png_path
+
+
+def _series(records, key, colour):
+    rows = [r for r in records if key in r]
+    return ([r["step"] for r in rows], [r[key] for r in rows], colour)
+
+
+def _predictor_panels(records):
+    left = _panel(
+        "training losses (axis cross-entropy, orientation-free sign)",
+        {
+            "axis": _series(records, "axis", (200, 30, 30)),
+            "sign": _series(records, "sign", (30, 150, 60)),
+        },
+    )
+    right = _panel(
+        "validation: right labels on moving pixels",
+        {
+            "first sample": _series(records, "val_acc_moving", (30, 90, 200)),
+            "best of 5": _series(records, "val_acc_moving_best5", (200, 120, 0)),
+            "axis": _series(records, "val_axis_moving", (120, 120, 120)),
+        },
+    )
+    return left, right
+
+
+def _decomposer_panels(records):
     train = [r for r in records if "ratio" in r]
     val = [r for r in records if "val_psnr" in r]
     left = _panel(
@@ -83,11 +123,4 @@ def plot_training_log(log_path: str | Path, png_path: str | Path) -> Path:
             ),
         },
     )
-    sheet = Image.new("RGB", (2 * W, H), "white")
-    sheet.paste(left, (0, 0))
-    sheet.paste(right, (W, 0))
-    png_path = Path(png_path)
-    tmp = png_path.with_name(f".{png_path.name}.tmp.png")
-    sheet.save(tmp)
-    tmp.replace(png_path)
-    return png_path
+    return left, right

@@ -1,11 +1,13 @@
-"""The decomposer's training loop, on one device or under ``torchrun`` (DistributedDataParallel:
-NCCL on GPUs, Gloo on CPUs).
+"""The training loop for both models, on one device or under ``torchrun``
+(DistributedDataParallel: NCCL on GPUs, Gloo on CPUs). The architecture's role in the registry
+says which model a config trains.
 
-Per step: a batch of windows, the loss and the loss of the blurry baseline on the same batch
-(their ratio is the plateau indicator: 1.0 means the model still copies its input), AdamW with a
-warm-up then cosine schedule, gradient clipping, bf16 autocast on CUDA. Rank 0 logs JSON lines,
-validates, plots the curves, writes checkpoints atomically and exports the best weights in the
-package's weights format. A killed run resumes exactly where its last checkpoint stopped.
+Per step: a batch of windows, the loss and, for the decomposer, the loss of the blurry baseline on
+the same batch (their ratio is the plateau indicator: 1.0 means the model still copies its
+input); for the predictor, the axis and sign losses and accuracies. AdamW with a warm-up then
+cosine schedule, gradient clipping, bf16 autocast on CUDA. Rank 0 logs JSON lines, validates,
+plots the curves, writes checkpoints atomically and exports the best weights in the package's
+weights format. A killed run resumes exactly where its last checkpoint stopped.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from ..engine import autocast_dtype, select_device
 from ..weights import save_weights, state_digest
 from .config import TrainConfig
 from .datasets import VideoWindows, WindowSpec, open_clips, validation_windows
-from .losses import baseline_loss, decomposer_loss
+from .losses import baseline_loss, decomposer_loss, predictor_loss
 from .synthesis import SynthesisConfig
 
 CHECKPOINT = "checkpoint.pt"
@@ -171,8 +173,17 @@ def build_data(cfg: TrainConfig, rank: int = 0):
     return train, val
 
 
-def validate(model, windows, device) -> dict:
-    """Mean scores of the model and of the blurry baseline on the validation windows."""
+#: The validation metric that picks the best weights, per role (higher is better).
+BEST_METRIC = {"decomposer": "psnr", "predictor": "acc_moving_best5"}
+
+
+def validate(model, windows, device, role: str = "decomposer") -> dict:
+    """Mean validation scores: for the decomposer, the model's and the blurry baseline's; for
+    the predictor, guidance accuracies (see :func:`~.evaluate_guidance.predictor_scores`)."""
+    if role == "predictor":
+        from .evaluate_guidance import predictor_scores
+
+        return predictor_scores(model, windows, device=str(device))
     from .evaluate import evaluate
 
     report = evaluate(model, windows, device=str(device))
@@ -180,6 +191,31 @@ def validate(model, windows, device) -> dict:
     out.update({f"baseline_{k}": float(v) for k, v in report.baseline.items()})
     out["reblur_psnr"] = float(report.reblur)
     return out
+
+
+def _step_loss(role, net, batch, dev, amp, cfg: TrainConfig):
+    """The loss of one batch and the figures to log beside it (detached scalars)."""
+    blurry, guidance = batch["blurry"].to(dev), batch["guidance"].to(dev)
+    with torch.autocast(dev.type, dtype=amp or torch.float32, enabled=amp is not None):
+        if role == "predictor":
+            logits = net(blurry)
+        else:
+            onehot = torch.nn.functional.one_hot(guidance, 5).permute(0, 3, 1, 2).float()
+            pred = net(blurry, onehot)
+    if role == "predictor":
+        return predictor_loss(logits, guidance, cfg.loss)
+    frames = batch["frames"].to(dev)
+    loss = decomposer_loss(pred.float(), frames, guidance, cfg.loss)
+    with torch.no_grad():
+        base = baseline_loss(blurry, frames, guidance, cfg.loss)
+    return loss, {"baseline": base}
+
+
+def arch_args_of(cfg: TrainConfig, role: str) -> dict:
+    """Constructor arguments of the configured architecture (the decomposer's N from data)."""
+    if role == "decomposer":
+        return {"n_frames": cfg.data.n_frames, **cfg.model.args}
+    return dict(cfg.model.args)
 
 
 def train(
@@ -191,7 +227,7 @@ def train(
     callback: Callable[[dict], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> TrainResult:
-    """Train the decomposer as ``cfg`` says; see the module docstring.
+    """Train the model ``cfg`` names (decomposer or predictor); see the module docstring.
 
     ``callback`` receives every logged record (dicts with "step", "loss", "ratio", ... or
     "val_*" keys); ``should_stop`` is polled every step: when it returns True the run saves a
@@ -208,7 +244,9 @@ def train(
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     torch.manual_seed(cfg.seed)
-    arch_args = {"n_frames": cfg.data.n_frames, **cfg.model.args}
+    role = models.role_of(cfg.model.architecture)
+    arch_args = arch_args_of(cfg, role)
+    best_key = BEST_METRIC[role]
     model = models.build(cfg.model.architecture, **arch_args).to(dev)
     opt = torch.optim.AdamW(
         model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay, betas=(0.9, 0.99)
@@ -254,35 +292,30 @@ def train(
             if should_stop is not None and should_stop():
                 cancelled = True
                 break
-            blurry, frames = batch["blurry"].to(dev), batch["frames"].to(dev)
-            guidance = batch["guidance"].to(dev)
-            onehot = torch.nn.functional.one_hot(guidance, 5).permute(0, 3, 1, 2).float()
             model.train()
-            with torch.autocast(dev.type, dtype=amp or torch.float32, enabled=amp is not None):
-                pred = net(blurry, onehot)
-            loss = decomposer_loss(pred.float(), frames, guidance, cfg.loss)
-            with torch.no_grad():
-                base = baseline_loss(blurry, frames, guidance, cfg.loss)
+            loss, parts = _step_loss(role, net, batch, dev, amp, cfg)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
             opt.step()
             sched.step()
-            step, n_last = step + 1, n_last + len(blurry) * world
+            step, n_last = step + 1, n_last + len(batch["blurry"]) * world
             if bar is not None:
                 bar.update(1)
             if step % cfg.log_every == 0 or step == cfg.optim.steps:
-                stats = torch.stack([loss.detach(), base]).float()
+                names = ["loss", *parts]
+                stats = torch.stack([loss.detach(), *parts.values()]).float()
                 if world > 1:
                     dist.all_reduce(stats)
                     stats /= world
+                figures = dict(zip(names, stats.tolist()))
+                if "baseline" in figures:
+                    figures["ratio"] = figures["loss"] / figures["baseline"]
                 now = time.perf_counter()
                 log(
                     {
                         "step": step,
-                        "loss": float(stats[0]),
-                        "baseline": float(stats[1]),
-                        "ratio": float(stats[0] / stats[1]),
+                        **figures,
                         "lr": sched.get_last_lr()[0],
                         "grad_norm": float(grad_norm),
                         "samples_per_s": n_last / (now - t_last),
@@ -290,12 +323,13 @@ def train(
                     }
                 )
                 if bar is not None:
-                    bar.set_postfix(ratio=f"{float(stats[0] / stats[1]):.3f}")
+                    shown = "ratio" if "ratio" in figures else "loss"
+                    bar.set_postfix({shown: f"{figures[shown]:.3f}"})
                 t_last, n_last = now, 0
             if rank == 0 and val_windows and (step % cfg.val_every == 0 or step == cfg.optim.steps):
-                scores = validate(model.eval(), val_windows, dev)
+                scores = validate(model.eval(), val_windows, dev, role)
                 log({"step": step, **{f"val_{k}": v for k, v in scores.items()}})
-                if not best or scores["psnr"] > best.get("psnr", -1e9):
+                if not best or scores[best_key] > best.get(best_key, -1e9):
                     best = {**scores, "step": step}
                     _export(model, out / "best.safetensors", cfg, arch_args, best)
                 _plot(log_path, out / "curves.png")

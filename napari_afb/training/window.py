@@ -18,6 +18,8 @@ class Window:
     flow : (H, W, 2) float32, mean motion per frame step (dx, dy) in pixels, over the exposure
     guidance : (H, W) uint8 labels of ``flow`` by the training threshold (0.2 px)
     source : where it came from (clip and frame, or still and path), for reports
+    neighbors : for evaluation, the blurry exposures just before and after (H, W, 3) each, when
+        the window was made with its neighbours; None otherwise
     """
 
     blurry: np.ndarray
@@ -25,6 +27,7 @@ class Window:
     flow: np.ndarray
     guidance: np.ndarray
     source: dict = field(default_factory=dict)
+    neighbors: tuple[np.ndarray, np.ndarray] | None = None
 
     @classmethod
     def from_flow(cls, blurry, frames, flow, source=None) -> Window:

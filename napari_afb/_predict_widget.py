@@ -1,0 +1,222 @@
+"""Dock widget: sample guidance maps for an image from the guidance predictor.
+
+The samples go into one new Labels layer, '<image> guidance samples', shaped (n, H, W) with the
+most plausible first: step through them with the slider, touch one up with the brush, and pick
+that layer in "Decompose blur into frames", which uses the sample on screen. A new layer is
+added on every run, so nothing the user painted is ever replaced.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+
+import numpy as np
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ._qt_guidance import LayerCombo, spatial_transform
+
+if TYPE_CHECKING:
+    import napari
+    import torch
+
+__all__ = ["SampleGuidanceWidget", "sample_job"]
+
+METADATA_KEY = "napari_afb"
+
+
+def sample_job(image, n_samples, seed, *, weights, model, device, cancel):
+    """Predict guidance samples (worker thread: no Qt, no napari). Returns (labels, log_prob,
+    summary) or raises ValueError with a sentence for the user."""
+    from . import engine
+    from .predict import predict_guidance
+    from .weights import cached_model
+
+    dev = engine.select_device(device)
+    summary = "model passed in"
+    if model is None:
+        model, info = cached_model(weights, dev, role="predictor")
+        summary = info.summary()
+    if cancel():
+        return None
+    labels, log_prob = predict_guidance(
+        image, n_samples, seed=seed, model=model, device=str(dev), return_log_prob=True
+    )
+    return labels, log_prob, summary
+
+
+class SampleGuidanceWidget(QWidget):
+    """Sample several plausible guidance maps for the selected image (or video frame).
+
+    ``predictor_override`` (an ``nn.Module``), when set, is used instead of the weights file.
+    """
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer):
+        super().__init__()
+        from magicgui.widgets import FileEdit
+        from napari.layers import Image
+
+        from . import engine
+
+        self.viewer = napari_viewer
+        self.predictor_override: torch.nn.Module | None = None
+        self._worker = None
+        self._cancel = threading.Event()
+
+        self.image_combo = LayerCombo(napari_viewer, (Image,))
+        self.samples_spin = QSpinBox()
+        self.samples_spin.setRange(1, 32)
+        self.samples_spin.setValue(5)
+        self.samples_spin.setToolTip(
+            "How many maps. A blur can be explained in 2^regions ways (which way each moving "
+            "region went); samples differ in those signs, most plausible first."
+        )
+        self.seed_spin = QSpinBox()
+        self.seed_spin.setRange(0, 2**31 - 1)
+        self.seed_spin.setToolTip("The same seed always gives the same samples")
+        self.weights_edit = FileEdit(mode="r", filter="*.safetensors", nullable=True)
+        self.weights_edit.line_edit.native.setPlaceholderText("default predictor weights")
+        self.device_combo = QComboBox()
+        self.device_combo.addItems(engine.available_devices())
+        self.run_button = QPushButton("Sample guidance")
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1)
+        self.status = QLabel("Pick a blurry image, then Sample guidance.")
+        self.status.setWordWrap(True)
+
+        form = QFormLayout()
+        form.addRow("Image", self.image_combo)
+        form.addRow("Samples", self.samples_spin)
+        form.addRow("Seed", self.seed_spin)
+        form.addRow("Weights", self.weights_edit.native)
+        form.addRow("Device", self.device_combo)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.run_button)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+        layout.addStretch(1)
+        self._inputs = [
+            self.image_combo,
+            self.samples_spin,
+            self.seed_spin,
+            self.weights_edit.native,
+            self.device_combo,
+        ]
+        self.run_button.clicked.connect(self._on_clicked)
+
+    @property
+    def running(self) -> bool:
+        return self._worker is not None
+
+    def _on_clicked(self) -> None:
+        if self.running:
+            self._cancel.set()
+            self.status.setText("Cancelling...")
+        else:
+            self.run()
+
+    def _current_image(self):
+        layer = self.image_combo.current()
+        if layer is None:
+            raise ValueError("No image layer: open a blurry image or video first.")
+        data = layer.data[0] if layer.multiscale else layer.data
+        frame = None
+        if data.ndim == 4 or (data.ndim == 3 and not layer.rgb):
+            n = data.shape[0]
+            pos = layer.world_to_data(self.viewer.dims.point)
+            frame = int(np.clip(np.round(pos[0]), 0, n - 1))
+            data = data[frame]
+        return layer, np.asarray(data), frame
+
+    def run(self):
+        """Start sampling in a worker thread; returns the worker (None if not started)."""
+        from napari.qt.threading import thread_worker
+
+        if self.running:
+            return self._worker
+        try:
+            layer, image, frame = self._current_image()
+        except ValueError as exc:
+            self._show_error(str(exc))
+            return None
+        n, seed = self.samples_spin.value(), self.seed_spin.value()
+        weights = self.weights_edit.value
+        self._cancel = threading.Event()
+        worker = thread_worker(sample_job, start_thread=False)(
+            image,
+            n,
+            seed,
+            weights=str(weights) if weights else None,
+            model=self.predictor_override,
+            device=self.device_combo.currentText(),
+            cancel=self._cancel.is_set,
+        )
+        context = (layer.name, frame, seed, spatial_transform(layer))
+        worker.returned.connect(lambda result: self._on_returned(result, context))
+        worker.errored.connect(self._on_errored)
+        worker.finished.connect(self._on_finished)
+        self._worker = worker
+        self.run_button.setText("Cancel")
+        for widget in self._inputs:
+            widget.setEnabled(False)
+        self.progress.setRange(0, 0)
+        self.status.setText(f"Sampling {n} guidance maps...")
+        worker.start()
+        return worker
+
+    def _on_returned(self, result, context) -> None:
+        from ._sample_data import guidance_layer_kwargs
+
+        if result is None:
+            self.status.setText("Cancelled: nothing was added.")
+            return
+        labels, log_prob, summary = result
+        name, frame, seed, transform = context
+        layer = self.viewer.add_labels(
+            labels,
+            **guidance_layer_kwargs(f"{name} guidance samples"),
+            translate=(0.0, *transform["translate"]),
+            scale=(1.0, *transform["scale"]),
+            axis_labels=("sample", "y", "x"),
+            metadata={
+                METADATA_KEY: {
+                    "source": name,
+                    "frame": frame,
+                    "seed": seed,
+                    "log_prob": [float(v) for v in log_prob],
+                    "weights": summary,
+                }
+            },
+        )
+        distinct = len({s.tobytes() for s in labels})
+        self.status.setText(
+            f"{len(labels)} samples ({distinct} distinct) in '{layer.name}', most plausible "
+            f"first. Step through them with the slider; Decompose uses the one on screen."
+        )
+
+    def _on_errored(self, exc: Exception) -> None:
+        self._show_error(f"{exc}" if isinstance(exc, ValueError) else f"Failed: {exc!r}")
+
+    def _on_finished(self) -> None:
+        self._worker = None
+        self.run_button.setText("Sample guidance")
+        for widget in self._inputs:
+            widget.setEnabled(True)
+        self.progress.setRange(0, 1)
+        self.progress.setValue(1 if not self._cancel.is_set() else 0)
+
+    def _show_error(self, message: str) -> None:
+        from napari.utils.notifications import show_error
+
+        self.status.setText(message)
+        show_error(message)
