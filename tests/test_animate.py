@@ -120,3 +120,33 @@ def test_cli_animate_bad_input(tmp_path, capsys):
     assert code == 2
     assert "napari-afb: error" in capsys.readouterr().err
     assert not (tmp_path / "o.mp4").exists()
+
+
+def test_animation_with_predicted_guidance(tmp_path, clip):
+    from conftest import PREDICTOR_ARGS, perturbed_predictor
+
+    predictor = save_weights(
+        perturbed_predictor(0), tmp_path / "p.safetensors", architecture="guidance_net",
+        arch_args=PREDICTOR_ARGS,
+    )  # fmt: skip
+    out = tmp_path / "sharp.mp4"
+    summary = animate_video(
+        clip, out, model=perturbed_model(0), device="cpu", guidance="predict",
+        predictor_weights=predictor,
+    )  # fmt: skip
+    frames, _ = _read(out)
+    assert frames.shape == (42, 48, 64, 3) and summary["guidance"] == "predict"
+    with pytest.raises(ValueError, match="guidance must be one of"):
+        animate_video(clip, tmp_path / "x.mp4", model=perturbed_model(0), guidance="paint")
+    assert not (tmp_path / "x.mp4").exists()
+
+
+def test_predicted_guidance_continues_the_previous_frames_direction():
+    from napari_afb.animate import _continuing
+
+    previous = np.full((4, 4), 4, np.uint8)
+    samples = np.stack([np.full((4, 4), 2, np.uint8), np.full((4, 4), 4, np.uint8)])
+    assert (_continuing(samples, None) == 2).all()  # the first frame: the most plausible
+    assert (_continuing(samples, previous) == 4).all()  # later: the one continuing the motion
+    static = np.zeros((4, 4), np.uint8)
+    assert (_continuing(samples, static) == 2).all()  # nothing to continue: most plausible
