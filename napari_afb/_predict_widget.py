@@ -11,7 +11,6 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
-import numpy as np
 from qtpy.QtWidgets import (
     QComboBox,
     QFormLayout,
@@ -23,7 +22,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ._qt_guidance import LayerCombo, spatial_transform
+from ._qt_guidance import LayerCombo, current_image, spatial_transform
 
 if TYPE_CHECKING:
     import napari
@@ -129,14 +128,8 @@ class SampleGuidanceWidget(QWidget):
         layer = self.image_combo.current()
         if layer is None:
             raise ValueError("No image layer: open a blurry image or video first.")
-        data = layer.data[0] if layer.multiscale else layer.data
-        frame = None
-        if data.ndim == 4 or (data.ndim == 3 and not layer.rgb):
-            n = data.shape[0]
-            pos = layer.world_to_data(self.viewer.dims.point)
-            frame = int(np.clip(np.round(pos[0]), 0, n - 1))
-            data = data[frame]
-        return layer, np.asarray(data), frame
+        image, frame = current_image(self.viewer, layer)
+        return layer, image, frame
 
     def run(self):
         """Start sampling in a worker thread; returns the worker (None if not started)."""

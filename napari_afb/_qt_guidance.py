@@ -33,7 +33,14 @@ from .guidance import ARROWS, COLORS, NAMES
 if TYPE_CHECKING:
     import napari
 
-__all__ = ["GuidanceWidget", "LayerCombo", "direction_text", "image_spatial_shape"]
+__all__ = [
+    "GuidanceWidget",
+    "LayerCombo",
+    "current_image",
+    "current_index",
+    "direction_text",
+    "image_spatial_shape",
+]
 
 
 def direction_text(label: int) -> str:
@@ -46,6 +53,24 @@ def image_spatial_shape(layer) -> tuple[int, int]:
     data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
     shape = tuple(int(s) for s in data.shape)
     return shape[-3:-1] if layer.rgb else shape[-2:]
+
+
+def current_index(viewer, layer) -> int:
+    """Index along axis 0 of ``layer`` at the viewer's current position."""
+    n = (layer.data[0] if layer.multiscale else layer.data).shape[0]
+    pos = layer.world_to_data(viewer.dims.point)
+    return int(np.clip(np.round(pos[0]), 0, n - 1))
+
+
+def current_image(viewer, layer) -> tuple[np.ndarray, int | None]:
+    """The image an Image layer shows: itself, or for a video (T, H, W[, C]) the current frame
+    (and its index; None for a single image)."""
+    data = layer.data[0] if layer.multiscale else layer.data
+    frame = None
+    if data.ndim == 4 or (data.ndim == 3 and not layer.rgb):
+        frame = current_index(viewer, layer)
+        data = data[frame]
+    return np.asarray(data), frame
 
 
 def spatial_transform(layer) -> dict[str, tuple[float, ...]]:

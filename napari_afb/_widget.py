@@ -29,6 +29,8 @@ from qtpy.QtWidgets import (
 from ._qt_guidance import (
     GuidanceWidget,
     LayerCombo,
+    current_image,
+    current_index,
     direction_text,
     image_spatial_shape,
     spatial_transform,
@@ -220,12 +222,6 @@ class DecomposeWidget(QWidget):
             self.guidance_combo.refresh()  # this callback may run before the combo's own
             self.guidance_combo.select(event.value.name)
 
-    def _current_frame(self, layer) -> int:
-        """Index along axis 0 of ``layer`` at the viewer's current position."""
-        n = (layer.data[0] if layer.multiscale else layer.data).shape[0]
-        pos = layer.world_to_data(self.viewer.dims.point)
-        return int(np.clip(np.round(pos[0]), 0, n - 1))
-
     def _collect(self) -> _Job:
         """Read the inputs from the layers (main thread); ValueError says what is missing."""
         from napari.layers import Labels
@@ -233,12 +229,7 @@ class DecomposeWidget(QWidget):
         layer = self.image_combo.current()
         if layer is None:
             raise ValueError("No image layer: open a blurry image or video first.")
-        data = layer.data[0] if layer.multiscale else layer.data
-        frame = None
-        if data.ndim == 4 or (data.ndim == 3 and not layer.rgb):
-            frame = self._current_frame(layer)
-            data = data[frame]
-        image = np.asarray(data)
+        image, frame = current_image(self.viewer, layer)
         h, w = image_spatial_shape(layer)
         source = self.guidance_combo.current()
         if isinstance(source, Labels):
@@ -246,7 +237,7 @@ class DecomposeWidget(QWidget):
             if labels.ndim == 3 and frame is not None:  # one map per video frame
                 labels = labels[frame]
             elif labels.ndim == 3:  # a stack of guidance samples: the one on screen
-                labels = labels[self._current_frame(source)]
+                labels = labels[current_index(self.viewer, source)]
             guidance = np.array(labels, copy=True)  # painting during the run changes nothing
             name = f"layer '{source.name}'"
         elif source == NEIGHBORS:
