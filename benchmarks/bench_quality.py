@@ -57,7 +57,7 @@ def _load(weights, role, device):
     return model, info
 
 
-def quality(decomposer, predictor, device, windows: int, width: int, seed: int) -> dict:
+def quality(decomposer, predictor, ppath, device, windows: int, width: int, seed: int) -> dict:
     from napari_afb import decompose
     from napari_afb.training.datasets import WindowSpec, open_clips, validation_windows
     from napari_afb.training.evaluate import METRICS, scores
@@ -73,7 +73,9 @@ def quality(decomposer, predictor, device, windows: int, width: int, seed: int) 
     if predictor is not None:  # the one-call API: decompose(image), guidance predicted
         rows = []
         for win in wins:
-            pred = decompose(win.blurry, model=decomposer, device=str(device), tile=0, seed=0)
+            pred = decompose(
+                win.blurry, model=decomposer, predictor_weights=ppath, device=str(device), tile=0
+            )
             rows.append(scores(np.clip(pred, 0, 1), win.frames))
         report.rows["decompose(image), no guidance"] = {
             k: float(np.mean([r[k] for r in rows])) for k in METRICS
@@ -82,7 +84,7 @@ def quality(decomposer, predictor, device, windows: int, width: int, seed: int) 
     return {"windows": stats.summary(), "width": width, **report.to_dict()}
 
 
-def reblur(decomposer, predictor, device) -> dict:
+def reblur(decomposer, predictor, ppath, device) -> dict:
     from skimage import data
     from skimage.metrics import peak_signal_noise_ratio
 
@@ -97,7 +99,7 @@ def reblur(decomposer, predictor, device) -> dict:
     for name, image in photos.items():
         t0 = time.perf_counter()
         if predictor is not None:
-            frames = decompose(image, model=decomposer, device=str(device), seed=0)
+            frames = decompose(image, model=decomposer, predictor_weights=ppath, device=str(device))
             how = "predicted guidance"
         else:
             guidance = np.full(image.shape[:2], 4, np.uint8)
@@ -132,14 +134,17 @@ def main(argv=None) -> int:
     device = select_device(args.device)
     decomposer, dinfo = _load(args.weights, "decomposer", device)
     predictor, pinfo = _load(args.predictor, "predictor", device)
+    ppath = pinfo.path if pinfo else None
     result = {
         "date": _dt.date.today().isoformat(),
         "machine": f"{platform.processor() or platform.machine()}, {socket.gethostname()}",
         "device": str(device),
         "decomposer": dinfo.summary(),
         "predictor": pinfo.summary() if pinfo else None,
-        "quality": quality(decomposer, predictor, device, args.windows, args.width, args.seed),
-        "reblur": reblur(decomposer, predictor, device),
+        "quality": quality(
+            decomposer, predictor, ppath, device, args.windows, args.width, args.seed
+        ),
+        "reblur": reblur(decomposer, predictor, ppath, device),
     }
     path = args.json or ROOT / "benchmarks" / "results" / f"quality_{socket.gethostname()}.json"
     path.parent.mkdir(parents=True, exist_ok=True)

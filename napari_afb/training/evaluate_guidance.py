@@ -10,7 +10,9 @@ For held-out windows it reports, beside the blurry baseline and the ground-truth
 * **diversity**: the mean fraction of pixels on which two of the k samples differ, and the share
   of those differences that are in sign only (same axis);
 * **neighbour guidance**: :func:`napari_afb.guidance_from_neighbors` on the synthesized blurry
-  exposures just before and after each window (windows made with ``neighbors=True``).
+  exposures just before and after each window (windows made with ``neighbors=True``);
+* **a uniform direction, best of 4** (``uniform=True``): the one label over the whole image that
+  decomposes best, the camera-shake guess that a predictor has to beat.
 """
 
 from __future__ import annotations
@@ -155,6 +157,7 @@ def evaluate_guidance(
     *,
     predictor=None,
     neighbors: bool = True,
+    uniform: bool = True,
     device: str = "cpu",
     seed: int = 0,
     progress: bool | Callable[[int, int], None] = False,
@@ -208,6 +211,14 @@ def evaluate_guidance(
             per_acc.setdefault("neighbouring frames", []).append(
                 guidance_accuracy(labels, win.guidance)
             )
+        if uniform:
+            maps = [np.full(win.guidance.shape, label, np.uint8) for label in (1, 2, 3, 4)]
+            results = [run(win, m) for m in maps]
+            best = max(range(4), key=lambda j: results[j]["psnr"])
+            per_row.setdefault("uniform direction, best of 4", []).append(results[best])
+            accs = [guidance_accuracy(m, win.guidance) for m in maps]
+            best_acc = max(range(4), key=lambda j: _nan_low(accs[j]["acc_moving"]))
+            per_acc.setdefault("uniform direction, best of 4", []).append(accs[best_acc])
         case["true_psnr"] = per_row["true guidance"][-1]["psnr"]
         case["baseline_psnr"] = per_row["blurry baseline"][-1]["psnr"]
         cases.append(case)
