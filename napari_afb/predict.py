@@ -3,8 +3,10 @@
 The predictor (:class:`napari_afb.models.GuidanceNet`) gives per pixel the blur's axis and a
 sign logit *relative to the rest of the image*. A sample is built from whole regions:
 
-1. the axis is the most likely one at each pixel (the blur shows it), the *mode* sign is the
-   sign of the logit, and together they give the mode label map;
+1. the logits are smoothed (a Gaussian of ``smooth`` times the long side: guidance is piecewise
+   constant, and flat areas would otherwise flip pixel by pixel), the axis is the most likely
+   one at each pixel (the blur shows it), the *mode* sign is the sign of the logit, and together
+   they give the mode label map;
 2. the mode map's connected regions of one label are the units that may flip: the largest
    ``max_regions`` of them (each at least ``min_region`` of the image) flip independently, the
    rest follow the image's overall orientation;
@@ -40,6 +42,9 @@ DEFAULT_MAX_SIDE = 768
 MAX_REGIONS = 8
 #: Smallest region, as a fraction of the image, that is sampled on its own.
 MIN_REGION = 0.01
+#: Gaussian smoothing of the logits before the mode map is read, as a fraction of the long side:
+#: guidance is piecewise constant, and per-pixel argmax on flat, textureless areas is speckle.
+SMOOTH = 0.01
 
 
 @dataclass
@@ -88,6 +93,7 @@ def sample_guidance(
     rng: np.random.Generator | None = None,
     max_regions: int = MAX_REGIONS,
     min_region: float = MIN_REGION,
+    smooth: float = SMOOTH,
     out_shape: tuple[int, int] | None = None,
 ) -> GuidanceSamples:
     """Draw ``n_samples`` guidance maps from the predictor's outputs (see the module docstring).
@@ -95,6 +101,8 @@ def sample_guidance(
     axis_logits : (3, h, w) logits of static / "/" axis / "\\" axis
     sign_logit : (h, w) logit of a positive sign (labels 1 and 4), relative to the image
     rng : the generator that draws the patterns (default: a fresh one)
+    smooth : standard deviation of the Gaussian applied to the logits, as a fraction of the
+        long side (0: none)
     out_shape : (H, W) of the maps to return when the logits are at a working resolution: the
         logits are scaled up (bilinear) and the regions with them (nearest)
     """
@@ -113,6 +121,10 @@ def sample_guidance(
         )
     rng = rng if rng is not None else np.random.default_rng()
     h, w = sign_logit.shape
+    sigma = smooth * max(h, w)
+    if sigma >= 0.5:
+        axis_logits = np.stack([cv2.GaussianBlur(c, (0, 0), sigma) for c in axis_logits])
+        sign_logit = cv2.GaussianBlur(sign_logit, (0, 0), sigma)
     axis = axis_logits.argmax(axis=0).astype(np.uint8)
     mode = labels_from_axis_sign(axis, sign_logit)
     min_area = max(4, int(np.ceil(min_region * h * w)))
