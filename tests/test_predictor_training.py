@@ -199,3 +199,28 @@ def test_evaluate_guidance_reports_every_source(video_clip):
     assert 0 < report.diversity <= 1 and report.sign_only == 1.0
     assert "best of 5" in report.table() and report.to_dict()["n_cases"] == 2
     assert report.rows["true guidance"]["psnr"] != report.rows["blurry baseline"]["psnr"]
+
+
+def test_predictor_trains_under_torchrun_with_two_gloo_processes(tmp_path):
+    """The predictor role through the same DistributedDataParallel path as the decomposer: two
+    real processes end with identical parameters, rank 0 alone logs and exports."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = _config(tmp_path, steps=2)
+    run = subprocess.run(
+        [
+            sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+            "--master_port", str(30500 + os.getpid() % 1000),
+            str(root / "tests" / "ddp_worker.py"), str(cfg), str(tmp_path),
+        ],
+        capture_output=True, text=True, timeout=300, cwd=root,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    digests = [(tmp_path / f"digest_rank{r}.txt").read_text().split() for r in (0, 1)]
+    assert digests[0] == digests[1] and digests[0][0] == "2"
+    log = (tmp_path / "run" / "log.jsonl").read_text().splitlines()
+    assert [json.loads(x)["step"] for x in log if '"sign"' in x] == [1, 2]
