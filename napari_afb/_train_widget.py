@@ -1,4 +1,5 @@
-"""Dock widget: train the decomposer on a folder of sharp videos, with live progress and cancel.
+"""Dock widget: train the decomposer or the guidance predictor on a folder of sharp videos, with
+live progress and cancel.
 
 Design of the background work: :func:`napari_afb.training.train.train` runs in a napari
 ``thread_worker`` (one background thread, no Qt in it). Its ``callback`` only puts each logged
@@ -27,7 +28,9 @@ if TYPE_CHECKING:
 
     from .training.config import TrainConfig
 
-WEIGHTS_ENV = "NAPARI_AFB_WEIGHTS"
+from .weights import ENV_VARS
+
+WEIGHTS_ENV = ENV_VARS["decomposer"]
 
 # The quick CPU recipe of configs/decomposer_cpu.toml, without its data paths (the widget's
 # folders supply them). workers = 0: no DataLoader processes are started from the GUI process.
@@ -51,21 +54,46 @@ QUICK_CPU = {
     "optim": {"lr": 7e-4, "warmup_steps": 50},
 }
 
+# The quick CPU recipe of configs/predictor_cpu.toml, likewise.
+QUICK_CPU_PREDICTOR = {
+    "seed": 0,
+    "log_every": 10,
+    "val_every": 100,
+    "checkpoint_every": 50,
+    "model": {"architecture": "guidance_net", "args": {}},
+    "data": {
+        "stills": True,
+        "stills_fraction": 0.5,
+        "crop": 128,
+        "batch_size": 8,
+        "items_per_epoch": 800,
+        "workers": 0,
+        "val_windows": 12,
+        "val_width": 320,
+    },
+    "optim": {"lr": 1e-3, "warmup_steps": 50},
+}
+QUICK = {"decomposer": QUICK_CPU, "predictor": QUICK_CPU_PREDICTOR}
+
 
 class LossPlot(QWidget):
-    """A small line plot of the loss ratio (model / blurry baseline) against the step.
-
-    The dashed line at 1.0 is the baseline: a model that copies its blurry input scores 1.0.
-    """
+    """A small line plot against the step: for the decomposer the loss ratio (model / blurry
+    baseline), with a dashed line at 1.0, the score of a model that copies its blurry input;
+    for the predictor its loss (see :meth:`clear`)."""
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.points: list[tuple[float, float]] = []
+        self.name, self.reference = "ratio", 1.0
         self.setMinimumHeight(120)
         self.setToolTip("loss / blurry-baseline loss per step (lower is better; 1.0 = copying)")
 
-    def clear(self) -> None:
-        self.points = []
+    def clear(self, name: str = "ratio", reference: float | None = 1.0) -> None:
+        """Forget the points; plot ``name`` next, with a dashed line at ``reference`` (None:
+        none)."""
+        self.points, self.name, self.reference = [], name, reference
+        tip = {"ratio": "loss / blurry-baseline loss per step (lower is better; 1.0 = copying)"}
+        self.setToolTip(tip.get(name, f"training {name} per step (lower is better)"))
         self.update()
 
     def add_points(self, points: list[tuple[float, float]]) -> None:
@@ -80,13 +108,14 @@ class LossPlot(QWidget):
         p.setPen(QPen(fg, 1))
         p.drawRect(left, top, right - left, bottom - top)
         if not self.points:
-            p.drawText(left + 6, top + 16, "ratio vs step: no data yet")
+            p.drawText(left + 6, top + 16, f"{self.name} vs step: no data yet")
             p.end()
             return
         xs = [x for x, _ in self.points]
         ys = [y for _, y in self.points]
         x0, x1 = min(xs), max(max(xs), min(xs) + 1)
-        y0, y1 = min(min(ys), 1.0), max(max(ys), 1.0)
+        ref = self.reference
+        y0, y1 = min(ys + ([ref] if ref is not None else [])), max(ys + ([ref] if ref else []))
         pad = 0.05 * (y1 - y0 or 1.0)
         y0, y1 = y0 - pad, y1 + pad
 
@@ -96,8 +125,9 @@ class LossPlot(QWidget):
                 bottom - (y - y0) / (y1 - y0) * (bottom - top),
             )
 
-        p.setPen(QPen(fg, 1, Qt.PenStyle.DashLine))
-        p.drawLine(to_px(x0, 1.0), to_px(x1, 1.0))
+        if ref is not None:
+            p.setPen(QPen(fg, 1, Qt.PenStyle.DashLine))
+            p.drawLine(to_px(x0, ref), to_px(x1, ref))
         p.setPen(QPen(QColor(255, 140, 0), 2))
         if len(self.points) == 1:
             p.drawEllipse(to_px(*self.points[0]), 2, 2)
@@ -124,6 +154,11 @@ class TrainWidget(QWidget):
         self._stop = threading.Event()
         self._records: queue.Queue[dict] = queue.Queue()
 
+        self._model = ComboBox(
+            label="model",
+            choices=[("decomposer", "decomposer"), ("guidance predictor", "predictor")],
+            value="decomposer",
+        )
         self._videos = FileEdit(label="sharp videos", mode="d", nullable=True)
         self._val = FileEdit(label="validation videos", mode="d", nullable=True)
         self._builtin = CheckBox(text="use built-in quick CPU settings", value=True)
@@ -136,6 +171,7 @@ class TrainWidget(QWidget):
         self._device = ComboBox(label="device", choices=available_devices(), value="auto")
         self._form = Container(
             widgets=[
+                self._model,
                 self._videos,
                 self._val,
                 self._builtin,
@@ -201,12 +237,20 @@ class TrainWidget(QWidget):
             overrides["data.videos"] = [str(self._videos.value)]
         if self._val.value is not None:
             overrides["data.val_videos"] = [str(self._val.value)]
+        role = self._model.value
         if self._builtin.value:
             overrides["optim.steps"] = int(self._steps.value)
-            return config_from_mapping(QUICK_CPU, overrides, where="built-in settings")
+            return config_from_mapping(QUICK[role], overrides, where="built-in settings")
         if self._config.value is None:
             raise ValueError("Choose a config file, or tick 'use built-in quick CPU settings'.")
-        return load_config(self._config.value, overrides)
+        cfg = load_config(self._config.value, overrides)
+        from .models import REGISTRY
+
+        entry = REGISTRY.get(cfg.model.architecture)
+        if entry is None or entry[1] != role:
+            found = entry[1] if entry else f"unknown architecture {cfg.model.architecture!r}"
+            raise ValueError(f"{self._config.value} trains a {found}, not a {role}.")
+        return cfg
 
     def _check_output(self, out: Path, resume: bool) -> None:
         from .training.train import CHECKPOINT
@@ -243,7 +287,11 @@ class TrainWidget(QWidget):
         self.result = None
         self._stop = threading.Event()  # fresh per run
         self._records = queue.Queue()
-        self.plot.clear()
+        self._role = self._model.value
+        if self._role == "predictor":
+            self.plot.clear("loss", None)
+        else:
+            self.plot.clear()
         self.progress.setRange(0, cfg.optim.steps)
         self.progress.setValue(0)
         self.use_weights_button.setEnabled(False)
@@ -294,19 +342,16 @@ class TrainWidget(QWidget):
                 record = self._records.get_nowait()
             except queue.Empty:
                 break
-            if "ratio" in record:
-                points.append((float(record["step"]), float(record["ratio"])))
+            if self.plot.name in record:
+                points.append((float(record["step"]), float(record[self.plot.name])))
                 last = record
-            if "val_psnr" in record:
+            if "val_psnr" in record or "val_acc_moving_best5" in record:
                 val = record
         if points:
             self.plot.add_points(points)
             self.progress.setValue(min(int(points[-1][0]), self.progress.maximum()))
         if last is not None and not self._stop.is_set():
-            text = f"Step {last['step']}: loss {last['loss']:.4f}, ratio {last['ratio']:.3f}"
-            if val is not None:
-                text += f"; validation PSNR {val['val_psnr']:.2f} dB"
-            self.status.setText(text)
+            self.status.setText(_step_text(last, val))
 
     def _show_result(self, result) -> None:
         self.result = result
@@ -321,6 +366,9 @@ class TrainWidget(QWidget):
             text = f"Finished {result.step} steps."
             if result.best_metrics.get("psnr") is not None:
                 text += f" Best validation PSNR {result.best_metrics['psnr']:.2f} dB."
+            if result.best_metrics.get("acc_moving_best5") is not None:
+                acc = result.best_metrics["acc_moving_best5"]
+                text += f" Best validation guidance accuracy (moving pixels, best of 5) {acc:.3f}."
         if weights is not None:
             text += f"\nWeights: {weights}"
         self.status.setText(text)
@@ -340,19 +388,36 @@ class TrainWidget(QWidget):
         self.start_button.setEnabled(True)
 
     def use_as_active_weights(self) -> Path | None:
-        """Point napari-afb's default weights (the environment variable) at this run's best
-        weights, or its last weights when it never validated; show which file."""
+        """Point napari-afb's default weights of the run's model (the environment variable) at
+        this run's best weights, or its last weights when it never validated; show which file."""
         if self.result is None:
             return None
         weights = self.result.best_weights or self.result.last_weights
         if weights is None:
             return None
-        os.environ[WEIGHTS_ENV] = str(weights)
+        env = ENV_VARS[getattr(self, "_role", "decomposer")]
+        os.environ[env] = str(weights)
         self.status.setText(
-            f"Active weights for this session: {weights}\n(to keep them, set {WEIGHTS_ENV})"
+            f"Active weights for this session: {weights}\n(to keep them, set {env})"
         )
         return Path(weights)
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
         self._stop.set()  # a closed widget should not leave a run going
         super().closeEvent(event)
+
+
+def _step_text(last: dict, val: dict | None) -> str:
+    """The status line for the latest logged step (and validation) of either model."""
+    if "ratio" in last:
+        text = f"Step {last['step']}: loss {last['loss']:.4f}, ratio {last['ratio']:.3f}"
+    else:
+        text = (
+            f"Step {last['step']}: loss {last['loss']:.4f}, axis right on "
+            f"{last.get('axis_acc', float('nan')):.1%} of moving pixels"
+        )
+    if val is not None and "val_psnr" in val:
+        text += f"; validation PSNR {val['val_psnr']:.2f} dB"
+    elif val is not None:
+        text += f"; validation accuracy (best of 5) {val['val_acc_moving_best5']:.3f}"
+    return text

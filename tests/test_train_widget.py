@@ -145,3 +145,30 @@ def test_form_errors_are_shown_and_nothing_starts(qtbot, widget, tmp_path):
     assert cfg.data.videos == [str(tmp_path / "no-such-folder")] and cfg.data.workers == 0
     assert cfg.optim.steps == widget._steps.value and cfg.out_dir == str(tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_the_widget_trains_the_guidance_predictor_too(qtbot, widget, tmp_path, monkeypatch):
+    from napari_afb.weights import ENV_VARS
+
+    env = ENV_VARS["predictor"]
+    monkeypatch.setenv(env, "unset-by-test")
+    monkeypatch.delenv(env)
+    out = _configure(widget, tmp_path, steps=3)
+    cfg = json.loads(widget._config.value.read_text())
+    cfg["model"]["architecture"] = "guidance_net"
+    (tmp_path / "predictor.json").write_text(json.dumps(cfg))
+    widget._config.value = tmp_path / "predictor.json"
+
+    _click(qtbot, widget.start_button)  # the model picker still says decomposer: refused
+    assert not widget.running and "trains a predictor, not a decomposer" in widget.status.text()
+
+    widget._model.value = "predictor"
+    _click(qtbot, widget.start_button)
+    qtbot.waitUntil(lambda: not widget.running, timeout=60_000)
+    assert [x for x, _ in widget.plot.points] == [1, 2, 3] and widget.plot.name == "loss"
+    assert "Best validation guidance accuracy" in widget.status.text()
+    _, info = load_weights(out / "best.safetensors")
+    assert info.role == "predictor"
+    _click(qtbot, widget.use_weights_button)
+    assert os.environ[env] == str(out / "best.safetensors")
+    assert WEIGHTS_ENV not in os.environ  # the decomposer's default is left alone
