@@ -34,23 +34,30 @@ METADATA_KEY = "napari_afb"
 
 
 def sample_job(image, n_samples, seed, *, weights, model, device, cancel):
-    """Predict guidance samples (worker thread: no Qt, no napari). Returns (labels, log_prob,
-    summary) or raises ValueError with a sentence for the user."""
+    """Predict guidance samples (worker thread: no Qt, no napari).
+
+    Returns None when cancelled, else ``(labels, log_prob, weights summary, error)``: expected
+    failures (missing or bad weights, a bad image, an unavailable device, out of memory) come
+    back as ``error``, a sentence for the status line, not as an exception and a traceback.
+    """
     from . import engine
     from .predict import predict_guidance
     from .weights import cached_model
 
-    dev = engine.select_device(device)
-    summary = "model passed in"
-    if model is None:
-        model, info = cached_model(weights, dev, role="predictor")
-        summary = info.summary()
-    if cancel():
-        return None
-    labels, log_prob = predict_guidance(
-        image, n_samples, seed=seed, model=model, device=str(dev), return_log_prob=True
-    )
-    return labels, log_prob, summary
+    try:
+        dev = engine.select_device(device)
+        summary = "model passed in"
+        if model is None:
+            model, info = cached_model(weights, dev, role="predictor")
+            summary = info.summary()
+        if cancel():
+            return None
+        labels, log_prob = predict_guidance(
+            image, n_samples, seed=seed, model=model, device=str(dev), return_log_prob=True
+        )
+    except (ValueError, TypeError, engine.DeviceError, MemoryError) as exc:
+        return None, None, "", str(exc)  # WeightsError is a ValueError
+    return labels, log_prob, summary, ""
 
 
 class SampleGuidanceWidget(QWidget):
@@ -173,7 +180,10 @@ class SampleGuidanceWidget(QWidget):
         if result is None:
             self.status.setText("Cancelled: nothing was added.")
             return
-        labels, log_prob, summary = result
+        labels, log_prob, summary, error = result
+        if error:
+            self._show_error(error)
+            return
         name, frame, seed, transform = context
         layer = self.viewer.add_labels(
             labels,

@@ -113,3 +113,16 @@ def test_missing_predictor_weights_is_a_message(
     _click_and_wait(qtbot, widget)
     assert "predictor" in widget.status.text()
     assert [lay.name for lay in viewer.layers] == ["blurry"]
+
+
+def test_sampling_without_predictor_weights_is_a_message(
+    make_napari_viewer, qtbot, astronaut, monkeypatch, tmp_path
+):
+    monkeypatch.delenv("NAPARI_AFB_PREDICTOR_WEIGHTS", raising=False)
+    monkeypatch.setattr("napari_afb.weights.PACKAGE_WEIGHTS_DIR", tmp_path)  # none packaged
+    viewer = make_napari_viewer()
+    viewer.add_image(astronaut, name="blurry")
+    widget = _sampler(viewer, None)
+    _click_and_wait(qtbot, widget)
+    assert "no trained default predictor weights" in widget.status.text()
+    assert [lay.name for lay in viewer.layers] == ["blurry"]
