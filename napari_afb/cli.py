@@ -4,6 +4,7 @@
     napari-afb demo --out DIR
     napari-afb info WEIGHTS
     napari-afb animate VIDEO --out OUT.mp4 [--guidance neighbors|predict]
+    napari-afb predict INPUT --out DIR [--samples 5 --seed 0]
     napari-afb train decomposer|predictor --config FILE [--resume]
     napari-afb evaluate --weights W --data CLIP [CLIP ...] [--guidance sources --predictor P]
     napari-afb inspect-data CLIP [CLIP ...] [--preview PNG]
@@ -90,6 +91,20 @@ def _parser() -> argparse.ArgumentParser:
     _add_run_options(a)
     _add_predictor_options(a)
     a.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+
+    q = sub.add_parser(
+        "predict",
+        help="sample guidance maps for a blurry image",
+        description="Sample plausible guidance maps with the guidance predictor, most "
+        "plausible first, as palette PNGs (sample_1.png, ...) that show the directions in "
+        "colour and that decompose --guidance reads back as labels.",
+    )
+    q.add_argument("input", type=Path, help="blurry image (png, jpg, tif, bmp, webp)")
+    q.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
+    q.add_argument("--samples", type=int, default=5, help="how many maps (default 5)")
+    q.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    _add_predictor_options(q)
+    q.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
 
     i = sub.add_parser("info", help="show what a weights file says about itself")
     i.add_argument("weights", type=Path)
@@ -209,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         "demo": _demo,
         "info": _info,
         "animate": _animate,
+        "predict": _predict,
         **COMMANDS,
     }
     try:
@@ -355,6 +371,43 @@ def _animate(args) -> int:
         f"at {summary['fps_in']:g} fps -> "
         f"{summary['frames_out']} frames at {summary['fps_out']:g} fps, {summary['size']} "
         f"(audio {summary['audio']})"
+    )
+    return EXIT_OK
+
+
+def _predict(args) -> int:
+    from . import io
+    from .predict import predict_guidance
+
+    if args.samples < 1:
+        raise ValueError(f"--samples must be at least 1, got {args.samples}")
+    image = io.read_image(args.input)
+    io.check_destination(args.out, args.overwrite)
+    labels, log_prob = predict_guidance(
+        image,
+        args.samples,
+        seed=args.seed,
+        device=args.device,
+        weights=args.predictor,
+        return_log_prob=True,
+    )
+    with io.staged_directory(args.out, args.overwrite) as tmp:
+        for k, sample in enumerate(labels, start=1):
+            io.write_guidance_png(tmp / f"sample_{k}.png", sample)
+        summary = {
+            "input": str(args.input),
+            "seed": args.seed,
+            "samples": [
+                {"file": f"sample_{k}.png", "log_prob": float(lp)}
+                for k, lp in enumerate(log_prob, start=1)
+            ],
+        }
+        (tmp / "samples.json").write_text(json.dumps(summary, indent=2))
+    distinct = len({s.tobytes() for s in labels})
+    print(
+        f"wrote {len(labels)} guidance samples ({distinct} distinct, most plausible first) to "
+        f"{args.out}; use one with: napari-afb decompose {args.input} --guidance "
+        f"{args.out / 'sample_1.png'} --out ..."
     )
     return EXIT_OK
 

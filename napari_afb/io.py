@@ -89,6 +89,18 @@ def read_guidance(path: str | os.PathLike, shape: tuple[int, int] | None = None)
         raise InputError(f"{path}: {exc}") from None
 
 
+def write_guidance_png(path: str | os.PathLike, labels: np.ndarray) -> Path:
+    """Write a label map as a palette PNG: its pixel values are the labels (so
+    :func:`read_guidance` and ``--guidance`` read it back exactly) and viewers show it in the
+    UI's colours (static is black)."""
+    labels = check_guidance(labels)
+    image = Image.fromarray(labels, mode="P")
+    image.putpalette(guidance_rgb(np.arange(5, dtype=np.uint8)[None]).reshape(-1).tolist())
+    path = Path(path)
+    image.save(path, format="PNG")
+    return path
+
+
 def to_uint8(frames: np.ndarray) -> np.ndarray:
     """Frames in any supported dtype -> uint8, for display formats."""
     if frames.dtype == np.uint8:

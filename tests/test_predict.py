@@ -194,3 +194,40 @@ def test_smoothing_turns_per_pixel_speckle_into_regions():
     inner = np.s_[4:-4, np.r_[4:44, 52:92]]
     assert np.mean(AXIS_OF_LABEL[raw][inner] == AXIS_OF_LABEL[truth][inner]) < 0.8
     assert np.mean(AXIS_OF_LABEL[smooth][inner] == AXIS_OF_LABEL[truth][inner]) > 0.95
+
+
+def test_cli_predict_writes_samples_that_decompose_reads_back(tmp_path, capsys):
+    from conftest import SMALL_ARGS, perturbed_model
+
+    from napari_afb import cli, io
+
+    path = save_weights(
+        perturbed_predictor(0), tmp_path / "p.safetensors", architecture="guidance_net",
+        arch_args=PREDICTOR_ARGS,
+    )  # fmt: skip
+    from skimage import data
+
+    image = np.ascontiguousarray(data.astronaut()[100:180, 150:250])
+    io.write_png(tmp_path / "in.png", image)
+    out = tmp_path / "samples"
+    argv = ["predict", str(tmp_path / "in.png"), "--out", str(out), "--samples", "3",
+            "--seed", "2", "--predictor", str(path), "--device", "cpu"]  # fmt: skip
+    assert cli.main(argv) == 0
+    expected = predict_guidance(image, 3, seed=2, weights=path, device="cpu")
+    for k in range(3):
+        assert np.array_equal(io.read_guidance(out / f"sample_{k + 1}.png"), expected[k])
+    assert "sample_1.png" in capsys.readouterr().out
+    assert cli.main(argv) == 2  # the folder exists: refused, kept
+    assert "--overwrite" in capsys.readouterr().err
+    # a sample feeds decompose --guidance
+    w = save_weights(
+        perturbed_model(0), tmp_path / "d.safetensors", architecture="motion_unet",
+        arch_args=SMALL_ARGS,
+    )  # fmt: skip
+    code = cli.main(
+        ["decompose", str(tmp_path / "in.png"), "--guidance", str(out / "sample_2.png"),
+         "--out", str(tmp_path / "frames"), "--weights", str(w), "--device", "cpu"]
+    )  # fmt: skip
+    assert code == 0
+    frames = napari_afb.decompose(image, expected[1], weights=w, device="cpu")
+    assert np.array_equal(io.read_image(tmp_path / "frames" / "frame_03.png"), frames[3])
