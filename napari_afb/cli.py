@@ -3,6 +3,7 @@
     napari-afb decompose INPUT [--guidance MAP | --direction NAME] --out DIR [options]
     napari-afb demo --out DIR
     napari-afb info WEIGHTS
+    napari-afb convert WEIGHTS --out OUT [--dtype float16]
     napari-afb animate VIDEO --out OUT.mp4 [--guidance neighbors|predict]
     napari-afb predict INPUT --out DIR [--samples 5 --seed 0]
     napari-afb train decomposer|predictor --config FILE [--resume]
@@ -109,6 +110,17 @@ def _parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="show what a weights file says about itself")
     i.add_argument("weights", type=Path)
 
+    c = sub.add_parser(
+        "convert",
+        help="rewrite a weights file in another precision (fp16 for shipping)",
+        description="Check and load a weights file, then write its tensors in another "
+        "floating-point precision with the same metadata (a new checksum).",
+    )
+    c.add_argument("weights", type=Path)
+    c.add_argument("--out", type=Path, required=True, metavar="FILE")
+    c.add_argument("--dtype", choices=["float16", "bfloat16", "float32"], default="float16")
+    c.add_argument("--overwrite", action="store_true", help="replace an existing file")
+
     t = sub.add_parser(
         "train",
         help="train a model on your own sharp videos",
@@ -121,6 +133,12 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--out", type=str, default=None, metavar="DIR", help="override out_dir")
     t.add_argument("--steps", type=int, default=None, help="override optim.steps")
     t.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    t.add_argument(
+        "--minutes",
+        type=_positive,
+        default=None,
+        help="stop (with a checkpoint, resumable) after this much wall time",
+    )
 
     e = sub.add_parser(
         "evaluate",
@@ -225,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         "info": _info,
         "animate": _animate,
         "predict": _predict,
+        "convert": _convert,
         **COMMANDS,
     }
     try:
@@ -409,6 +428,31 @@ def _predict(args) -> int:
         f"{args.out}; use one with: napari-afb decompose {args.input} --guidance "
         f"{args.out / 'sample_1.png'} --out ..."
     )
+    return EXIT_OK
+
+
+def _convert(args) -> int:
+    import torch
+
+    from .weights import load_weights, save_weights
+
+    if args.out.exists() and not args.overwrite:
+        raise FileExistsError(f"{args.out} already exists; choose another name or --overwrite")
+    if args.out.resolve() == args.weights.resolve():
+        raise ValueError("--out must be another file than the input")
+    model, info = load_weights(args.weights)
+    path = save_weights(
+        model,
+        args.out,
+        architecture=info.architecture,
+        arch_args=info.arch_args,
+        dtype=getattr(torch, args.dtype),
+        recipe=info.recipe,
+        data=info.data,
+        metrics={**info.metrics, "converted_from": info.sha256, "dtype": args.dtype},
+    )
+    size = path.stat().st_size / 2**20
+    print(f"wrote {path} ({args.dtype}, {size:.1f} MiB) from {args.weights}")
     return EXIT_OK
 
 

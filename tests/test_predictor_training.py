@@ -224,3 +224,40 @@ def test_predictor_trains_under_torchrun_with_two_gloo_processes(tmp_path):
     assert digests[0] == digests[1] and digests[0][0] == "2"
     log = (tmp_path / "run" / "log.jsonl").read_text().splitlines()
     assert [json.loads(x)["step"] for x in log if '"sign"' in x] == [1, 2]
+
+
+def test_a_time_limit_stops_with_a_checkpoint_and_resume_finishes(tmp_path):
+    from napari_afb.training.train import train
+
+    cfg = load_config(_config(tmp_path, steps=50))
+    first = train(cfg, device="cpu", progress=False, max_minutes=1e-9)  # stops at once
+    assert first.timed_out and not first.cancelled and first.step < 50
+    assert (first.out_dir / "checkpoint.pt").is_file() and first.last_weights.is_file()
+    log = (first.out_dir / "log.jsonl").read_text()
+    assert "time limit" in log
+    cfg.optim.steps = 3
+    done = train(cfg, resume=True, device="cpu", progress=False)
+    assert done.step == 3 and not done.timed_out
+
+
+def test_convert_writes_fp16_weights_that_predict_the_same(tmp_path, capsys):
+    from conftest import PREDICTOR_ARGS
+
+    from napari_afb.predict import predict_guidance
+    from napari_afb.weights import load_weights, save_weights
+
+    src = save_weights(
+        perturbed_predictor(0), tmp_path / "p32.safetensors", architecture="guidance_net",
+        arch_args=PREDICTOR_ARGS, metrics={"acc": 0.5},
+    )  # fmt: skip
+    out = tmp_path / "p16.safetensors"
+    assert cli.main(["convert", str(src), "--out", str(out)]) == 0
+    model, info = load_weights(out)
+    assert info.metrics["acc"] == 0.5 and info.metrics["dtype"] == "float16"
+    assert out.stat().st_size < 0.6 * src.stat().st_size
+    image = np.ascontiguousarray(np.random.default_rng(0).integers(0, 255, (40, 56, 3), np.uint8))
+    a = predict_guidance(image, 3, seed=1, weights=src, device="cpu")
+    b = predict_guidance(image, 3, seed=1, weights=out, device="cpu")
+    assert np.mean(a == b) > 0.97  # fp16 rounding may move a few boundary pixels
+    assert cli.main(["convert", str(src), "--out", str(out)]) == 2  # exists: refused
+    assert "--overwrite" in capsys.readouterr().err

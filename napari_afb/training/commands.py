@@ -23,7 +23,12 @@ def train_command(args) -> int:
             f"{args.config} trains {cfg.model.architecture!r}, a {role}: run "
             f"'napari-afb train {role} --config {args.config}'"
         )
-    result = train(cfg, resume=args.resume, device=args.device)
+    result = train(cfg, resume=args.resume, device=args.device, max_minutes=args.minutes)
+    if result.timed_out and result.last_weights is not None:
+        print(
+            f"stopped at step {result.step} of {cfg.optim.steps} after {args.minutes:g} min; "
+            f"continue with --resume"
+        )
     if result.last_weights is not None:  # rank 0
         print(f"trained {result.step} steps; weights: {result.last_weights}")
         if result.best_weights:

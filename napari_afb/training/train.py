@@ -47,6 +47,7 @@ class TrainResult:
     best_metrics: dict = field(default_factory=dict)
     param_digest: str = ""
     cancelled: bool = False
+    timed_out: bool = False
 
 
 class EpochSampler(torch.utils.data.Sampler):
@@ -226,13 +227,18 @@ def train(
     progress: bool = True,
     callback: Callable[[dict], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    max_minutes: float | None = None,
 ) -> TrainResult:
     """Train the model ``cfg`` names (decomposer or predictor); see the module docstring.
 
     ``callback`` receives every logged record (dicts with "step", "loss", "ratio", ... or
     "val_*" keys); ``should_stop`` is polled every step: when it returns True the run saves a
-    checkpoint and returns with ``cancelled=True``.
+    checkpoint and returns with ``cancelled=True``. ``max_minutes``: stop the same way (with
+    ``timed_out=True``) once this much wall time has passed since the start, for machines lent
+    by the hour; ``resume=True`` continues exactly. Under torchrun rank 0's clock decides for
+    all ranks, so they stop at the same step.
     """
+    started = time.monotonic()
     rank, world, local_rank = _distributed()
     dev = (
         torch.device(f"cuda:{local_rank}")
@@ -283,7 +289,7 @@ def train(
         if callback is not None:
             callback(record)
 
-    cancelled = False
+    cancelled = timed_out = False
     t_last, n_last = time.perf_counter(), 0
     sampler = EpochSampler(len(train_set), cfg.seed, rank, world, cfg.data.batch_size, step)
     loader = _loader(train_set, cfg, sampler, pin=dev.type == "cuda")
@@ -291,6 +297,12 @@ def train(
         for batch in loader:
             if should_stop is not None and should_stop():
                 cancelled = True
+                break
+            if max_minutes is not None and _agreed(
+                time.monotonic() - started > 60 * max_minutes, world, dev
+            ):
+                timed_out = True
+                log({"step": step, "event": f"time limit of {max_minutes:g} min reached"})
                 break
             model.train()
             loss, parts = _step_loss(role, net, batch, dev, amp, cfg)
@@ -338,7 +350,7 @@ def train(
             if step >= cfg.optim.steps:
                 break
     del loader  # stops the persistent workers
-    if cancelled:
+    if cancelled or timed_out:
         _checkpoint(ckpt_path, model, opt, sched, step, best, rank)
     if bar is not None:
         bar.close()
@@ -347,6 +359,7 @@ def train(
         step,
         best_metrics=best,
         cancelled=cancelled,
+        timed_out=timed_out,
         param_digest=state_digest(model.state_dict()),
     )
     if rank == 0:
@@ -359,6 +372,15 @@ def train(
     if world > 1:
         dist.barrier()
     return result
+
+
+def _agreed(flag: bool, world: int, dev: torch.device) -> bool:
+    """Rank 0's ``flag``, the same on every rank (one broadcast of a scalar per call)."""
+    if world == 1:
+        return flag
+    value = torch.tensor([float(flag)], device=dev)
+    dist.broadcast(value, src=0)
+    return bool(value.item())
 
 
 def _checkpoint(path: Path, model, opt, sched, step, best, rank) -> None:
