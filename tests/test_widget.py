@@ -290,6 +290,7 @@ def test_missing_weights_is_a_message_not_a_traceback(
     make_napari_viewer, qtbot, astronaut, monkeypatch, tmp_path
 ):
     monkeypatch.delenv("NAPARI_AFB_WEIGHTS", raising=False)
+    monkeypatch.setattr("napari_afb.weights.PACKAGE_WEIGHTS_DIR", tmp_path)  # none packaged
     viewer = make_napari_viewer()
     viewer.add_image(astronaut, name="blurry")
     widget = _decompose_widget(viewer)  # no model_override, no weights file
