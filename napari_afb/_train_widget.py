@@ -151,6 +151,7 @@ class TrainWidget(QWidget):
         self._viewer = napari_viewer
         self.worker = None
         self.result = None  # the last run's TrainResult
+        self._role = "decomposer"  # the model of the last run started
         self._stop = threading.Event()
         self._records: queue.Queue[dict] = queue.Queue()
 
@@ -244,11 +245,10 @@ class TrainWidget(QWidget):
         if self._config.value is None:
             raise ValueError("Choose a config file, or tick 'use built-in quick CPU settings'.")
         cfg = load_config(self._config.value, overrides)
-        from .models import REGISTRY
+        from .models import role_of
 
-        entry = REGISTRY.get(cfg.model.architecture)
-        if entry is None or entry[1] != role:
-            found = entry[1] if entry else f"unknown architecture {cfg.model.architecture!r}"
+        found = role_of(cfg.model.architecture)  # ValueError for an unknown architecture
+        if found != role:
             raise ValueError(f"{self._config.value} trains a {found}, not a {role}.")
         return cfg
 
@@ -395,7 +395,7 @@ class TrainWidget(QWidget):
         weights = self.result.best_weights or self.result.last_weights
         if weights is None:
             return None
-        env = ENV_VARS[getattr(self, "_role", "decomposer")]
+        env = ENV_VARS[self._role]
         os.environ[env] = str(weights)
         self.status.setText(
             f"Active weights for this session: {weights}\n(to keep them, set {env})"

@@ -29,6 +29,7 @@ from . import engine
 from .engine import Progress
 from .export import _rgb_even
 from .flow import guidance_from_neighbors
+from .predict import predict_guidance
 from .video import VideoArray
 
 __all__ = ["GUIDANCE_SOURCES", "animate_iter", "animate_video"]
@@ -95,8 +96,6 @@ def animate_iter(
         for t in range(n_in):
             nxt = video[t + 1] if t + 1 < n_in else None
             if guidance == "predict":
-                from .predict import predict_guidance
-
                 samples = predict_guidance(
                     cur, PREDICT_SAMPLES, seed=0, model=predictor, device=str(device)
                 )
@@ -179,6 +178,4 @@ def animate_video(
         guidance=guidance,
         predictor=predictor,
     )
-    if progress is True:
-        return engine.run_with_bar(gen, desc="animate", unit="frame")
-    return engine.run(gen, progress or None)
+    return engine.drive(gen, progress, desc="animate", unit="frame")

@@ -74,6 +74,4 @@ def decompose(
         precision=precision,
         cancel=cancel,
     )
-    if progress is True:
-        return engine.run_with_bar(gen, desc="decompose", unit="tile")
-    return engine.run(gen, progress or None)
+    return engine.drive(gen, progress, desc="decompose", unit="tile")

@@ -327,6 +327,14 @@ def run(gen: Generator[Progress, None, np.ndarray], progress=None):
         return stop.value
 
 
+def drive(gen, progress=False, *, desc: str, unit: str):
+    """Run a job's generator to its result: ``progress`` True shows a bar on stderr, a callable
+    receives each Progress, anything false runs silently."""
+    if progress is True:
+        return run_with_bar(gen, desc=desc, unit=unit)
+    return run(gen, progress or None)
+
+
 def run_with_bar(gen: Generator[Progress, None, object], *, desc: str, unit: str):
     """Drive a work generator with a tqdm progress bar (created at the first counted step);
     messages without a count (model loading, an out-of-memory retry) are printed."""

@@ -176,13 +176,13 @@ def _upsample_argmax(logits: np.ndarray, h: int, w: int) -> np.ndarray:
     return arg
 
 
-def predictor_logits(image, model, device, *, max_side: int = DEFAULT_MAX_SIDE) -> np.ndarray:
-    """The predictor's (4, h, w) float32 logits for an image, at a working resolution whose
-    long side is at most ``max_side`` (the image's own when smaller)."""
+def predictor_logits(rgb, model, device, *, max_side: int = DEFAULT_MAX_SIDE) -> np.ndarray:
+    """The predictor's (4, h, w) float32 logits for an (H, W, 3) float32 image in [0, 1] (as
+    :func:`napari_afb.images.to_rgb_float` returns it), at a working resolution whose long side
+    is at most ``max_side`` (the image's own when smaller)."""
     import torch
     import torch.nn.functional as F
 
-    rgb, _, _ = to_rgb_float(image)
     h, w = rgb.shape[:2]
     scale = min(1.0, max_side / max(h, w))
     if scale < 1.0:

@@ -61,3 +61,20 @@ def perturbed_predictor(seed: int = 0) -> torch.nn.Module:
                 p.normal_(0.0, 0.3)
         model.head.weight.normal_(0.0, 0.5)
     return model.eval()
+
+
+def decode_video(path) -> tuple[np.ndarray, float]:
+    """Every frame of a video by plain sequential OpenCV decoding, as (T, H, W, 3) RGB uint8,
+    and the frame rate the container states: the reference the tests compare against."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, bgr = cap.read()
+        if not ok:
+            break
+        frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    cap.release()
+    return np.stack(frames), fps

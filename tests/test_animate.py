@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from conftest import SMALL_ARGS, perturbed_model
+from conftest import SMALL_ARGS, decode_video, perturbed_model
 
 from napari_afb import cli, engine
 from napari_afb.animate import animate_video
@@ -31,22 +31,11 @@ def clip(tmp_path):
     return path
 
 
-def _read(path):
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(frame[..., ::-1])
-    return np.stack(frames), cap.get(cv2.CAP_PROP_FPS)
-
-
 def test_animation_has_n_times_the_frames_and_rate(tmp_path, clip):
     model = perturbed_model(0)
     out = tmp_path / "sharp.mp4"
     summary = animate_video(clip, out, model=model, device="cpu")
-    frames, fps = _read(out)
+    frames, fps = decode_video(out)
     assert frames.shape == (6 * 7, 48, 64, 3)
     assert fps == pytest.approx(70.0)
     assert summary["frames_out"] == 42 and summary["audio"] == "not carried over"
@@ -99,7 +88,7 @@ def test_cli_animate_refuses_to_overwrite_and_writes_when_asked(tmp_path, clip, 
     assert out.read_bytes() == b"keep me"
     assert cli.main([*argv, "--overwrite"]) == 0
     assert "42 frames at 70 fps" in capsys.readouterr().out
-    assert _read(out)[0].shape[0] == 42
+    assert decode_video(out)[0].shape[0] == 42
 
 
 def test_cli_animate_bad_input(tmp_path, capsys):
@@ -134,7 +123,7 @@ def test_animation_with_predicted_guidance(tmp_path, clip):
         clip, out, model=perturbed_model(0), device="cpu", guidance="predict",
         predictor_weights=predictor,
     )  # fmt: skip
-    frames, _ = _read(out)
+    frames, _ = decode_video(out)
     assert frames.shape == (42, 48, 64, 3) and summary["guidance"] == "predict"
     with pytest.raises(ValueError, match="guidance must be one of"):
         animate_video(clip, tmp_path / "x.mp4", model=perturbed_model(0), guidance="paint")

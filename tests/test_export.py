@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pytest
 import tifffile
+from conftest import decode_video
 from PIL import Image
 from skimage import data
 
@@ -33,18 +34,6 @@ def _read_gif(path) -> tuple[list[np.ndarray], list[int]]:
             frames.append(np.asarray(im.convert("RGB")).copy())
             durations.append(im.info["duration"])
     return frames, durations
-
-
-def _read_mp4(path) -> list[np.ndarray]:
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-    cap.release()
-    return frames
 
 
 def _nearest(frame: np.ndarray, originals: np.ndarray) -> int:
@@ -79,7 +68,7 @@ def test_gif_of_grey_uint16_frames_is_8_bit_grey(tmp_path):
 def test_mp4_reads_back_every_frame_in_order(tmp_path):
     frames = _moving_frames(h=64, w=96)
     out = export_frames(frames, tmp_path / "v.mp4", fps=12)
-    read = _read_mp4(out)
+    read = decode_video(out)[0]
     assert len(read) == 7 and read[0].shape == (64, 96, 3)
     assert [_nearest(f, frames) for f in read] == list(range(7))
     assert np.abs(read[2].astype(float) - frames[2]).mean() < 12  # lossy, but the same picture
@@ -90,7 +79,7 @@ def test_mp4_reads_back_every_frame_in_order(tmp_path):
 
 def test_mp4_pads_odd_sizes_to_even_by_repeating_the_edge(tmp_path):
     frames = _moving_frames(h=61, w=83)
-    read = _read_mp4(export_frames(frames, tmp_path / "odd.mp4"))
+    read = decode_video(export_frames(frames, tmp_path / "odd.mp4"))[0]
     assert len(read) == 7 and read[0].shape == (62, 84, 3)
     assert np.abs(read[4][:61, :83].astype(float) - frames[4]).mean() < 12
     # the added column repeats the last one (up to compression)
@@ -99,7 +88,7 @@ def test_mp4_pads_odd_sizes_to_even_by_repeating_the_edge(tmp_path):
 
 def test_mp4_of_grey_uint16_frames(tmp_path):
     grey16 = _to16(_moving_frames(h=64, w=96)[..., 0])
-    read = _read_mp4(export_frames(grey16, tmp_path / "g.mp4"))
+    read = decode_video(export_frames(grey16, tmp_path / "g.mp4"))[0]
     assert len(read) == 7 and read[0].shape == (64, 96, 3)
     assert np.abs(read[5][..., 1].astype(float) - (grey16[5] >> 8)).mean() < 12
 

@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import pytest
 import tifffile
+from conftest import decode_video
 from PIL import Image
 
 from napari_afb._reader import get_reader, read_file
@@ -60,19 +61,6 @@ def _write_video(path: Path, n: int, fourcc: str = "MJPG", fps: float = 25.0) ->
         writer.write(cv2.cvtColor(_video_frame(k), cv2.COLOR_RGB2BGR))
     writer.release()
     return path
-
-
-def _decode_sequentially(path: Path) -> np.ndarray:
-    """Every frame by plain sequential decoding: the reference for frame accuracy."""
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, bgr = cap.read()
-        if not ok:
-            break
-        frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-    cap.release()
-    return np.stack(frames)
 
 
 @pytest.fixture(params=[("MJPG", ".avi"), ("mp4v", ".mp4")], ids=["mjpg-avi", "mp4v-mp4"])
@@ -210,7 +198,7 @@ def test_get_reader_accepts_only_one_existing_supported_file(tmp_path, rgb_image
 
 
 def test_video_random_access_is_frame_accurate(video_path):
-    reference = _decode_sequentially(video_path)
+    reference = decode_video(video_path)[0]
     assert [_index_of(f) for f in reference] == list(range(60))  # the codec kept the index
     video = VideoArray(video_path)
     assert len(video) == 60 and video.shape == (60, SIZE, SIZE, 3) and video.ndim == 4
@@ -226,7 +214,7 @@ def test_video_random_access_is_frame_accurate(video_path):
 
 
 def test_video_indexing_follows_numpy(video_path):
-    reference = _decode_sequentially(video_path)
+    reference = decode_video(video_path)[0]
     video = VideoArray(video_path)
     assert np.array_equal(video[-1], reference[-1])
     assert np.array_equal(video[np.int64(7)], reference[7])
@@ -294,7 +282,7 @@ def test_truncated_video_opens_with_the_frames_that_decode(tmp_path, error_messa
     path = _write_video(tmp_path / "cut.avi", 300)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    reference = _decode_sequentially(path)
+    reference = decode_video(path)[0]
     assert 100 < len(reference) < 200
     ((video, _, _),) = read_file(path)
     assert video.n_claimed == 300 and len(video) == len(reference)
@@ -305,7 +293,7 @@ def test_truncated_video_opens_with_the_frames_that_decode(tmp_path, error_messa
 
 def test_video_survives_pickling_close_and_concurrent_readers(tmp_path):
     path = _write_video(tmp_path / "threads.avi", 80)
-    reference = _decode_sequentially(path)
+    reference = decode_video(path)[0]
     video = pickle.loads(pickle.dumps(VideoArray(path)))
     assert video.shape == reference.shape and np.array_equal(video[33], reference[33])
     video.close()

@@ -20,13 +20,17 @@ REGISTRY: dict[str, tuple[type[nn.Module], str]] = {
 }
 
 
-def build(name: str, **kwargs: Any) -> nn.Module:
-    """Build a registered architecture by name with its constructor arguments."""
+def _entry(name: str) -> tuple[type[nn.Module], str]:
     try:
-        cls, _ = REGISTRY[name]
+        return REGISTRY[name]
     except KeyError:
         known = ", ".join(sorted(REGISTRY))
         raise ValueError(f"unknown architecture {name!r}; known: {known}") from None
+
+
+def build(name: str, **kwargs: Any) -> nn.Module:
+    """Build a registered architecture by name with its constructor arguments."""
+    cls, _ = _entry(name)
     try:
         return cls(**kwargs)
     except TypeError as exc:
@@ -34,8 +38,9 @@ def build(name: str, **kwargs: Any) -> nn.Module:
 
 
 def role_of(name: str) -> str:
-    """'decomposer' or 'predictor' for a registered architecture name."""
-    return REGISTRY[name][1]
+    """'decomposer' or 'predictor' for a registered architecture name (ValueError naming the
+    known ones for any other name)."""
+    return _entry(name)[1]
 
 
 __all__ = ["REGISTRY", "GuidanceNet", "MotionUNet", "build", "role_of"]

@@ -17,7 +17,9 @@ def train_command(args) -> int:
     if args.steps:
         overrides["optim.steps"] = args.steps
     cfg = load_config(args.config, overrides)
-    role = _role(cfg.model.architecture)
+    from .. import models
+
+    role = models.role_of(cfg.model.architecture)
     if role != args.what:
         raise ValueError(
             f"{args.config} trains {cfg.model.architecture!r}, a {role}: run "
@@ -36,16 +38,6 @@ def train_command(args) -> int:
     return 0
 
 
-def _role(architecture: str) -> str:
-    from .. import models
-
-    if architecture not in models.REGISTRY:
-        raise ValueError(
-            f"unknown architecture {architecture!r}; known: {', '.join(sorted(models.REGISTRY))}"
-        )
-    return models.role_of(architecture)
-
-
 def evaluate_command(args) -> int:
     from ..engine import select_device
     from ..weights import load_weights
@@ -59,12 +51,10 @@ def evaluate_command(args) -> int:
     clips = open_clips(args.data, 3.0)
     spec = WindowSpec(n_frames=model.n_frames)
     sources = args.guidance == "sources"
-    windows, stats = (
-        validation_windows(
-            clips, args.windows, spec, seed=args.seed, width=args.width or 320, neighbors=sources
-        )
-        if sources
-        else validation_windows(clips, args.windows, spec, seed=args.seed, width=args.width or None)
+    # neighbour windows are whole frames: --width 0 (crops) means the default width there
+    width = args.width or (320 if sources else None)
+    windows, stats = validation_windows(
+        clips, args.windows, spec, seed=args.seed, width=width, neighbors=sources
     )
     if not windows:
         raise ValueError(f"no usable windows in {args.data} ({stats.summary()})")

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..guidance import AXIS_OF_LABEL, SIGN_OF_LABEL
+
 
 @dataclass(frozen=True)
 class LossConfig:
@@ -71,8 +73,8 @@ def baseline_loss(blurry, target, guidance, cfg: LossConfig = LossConfig()) -> t
     return decomposer_loss(repeated, target, guidance, cfg)
 
 
-_AXIS = torch.tensor([0, 1, 2, 1, 2])  # guidance.AXIS_OF_LABEL
-_SIGN = torch.tensor([0.0, 1.0, -1.0, -1.0, 1.0])  # guidance.SIGN_OF_LABEL
+_AXIS = torch.from_numpy(AXIS_OF_LABEL.astype("int64"))
+_SIGN = torch.from_numpy(SIGN_OF_LABEL.astype("float32"))
 
 
 def predictor_loss(
