@@ -130,6 +130,13 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("what", choices=["decomposer", "predictor"], help="which model to train")
     t.add_argument("--config", type=Path, required=True, metavar="FILE")
     t.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
+    t.add_argument(
+        "--continue-default",
+        action="store_true",
+        help="start from the weights that ship with the package (their architecture wins over "
+        "the config's) and replace them, as fp16, only if the run's best validation score "
+        "beats theirs on the same windows",
+    )
     t.add_argument("--out", type=str, default=None, metavar="DIR", help="override out_dir")
     t.add_argument("--steps", type=int, default=None, help="override optim.steps")
     t.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")

@@ -18,6 +18,7 @@ frames: reversing time maps 1 <-> 3 and 2 <-> 4. This module is numpy only (no t
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -270,6 +271,15 @@ class Augmentation:
         if self.reverse:
             out = -out
         return np.ascontiguousarray(out)
+
+    def apply_motion(self, motion: np.ndarray) -> np.ndarray:
+        """(N, H, W, 2) per-frame sampling offsets from a middle frame (see
+        ``training.window.Window.motion``) -> transformed offsets in the new time order. Each
+        field is a displacement, so it turns with the image like a flow; time reversal only
+        reorders the frames (the middle frame of an odd N stays the middle frame)."""
+        spatial = dataclasses.replace(self, reverse=False)
+        out = np.stack([spatial.apply_flow(m) for m in np.asarray(motion, np.float32)])
+        return np.ascontiguousarray(out[::-1]) if self.reverse else out
 
     def inverse(self) -> Augmentation:
         """The augmentation that undoes this one."""

@@ -203,6 +203,14 @@ def _few(names: list[str], n: int = 4) -> str:
     return ", ".join(names[:n]) + more
 
 
+def packaged_weights(role: str = "decomposer") -> Path:
+    """The default weights file inside the package (WeightsError when none ships)."""
+    path = PACKAGE_WEIGHTS_DIR / DEFAULT_FILES[role]
+    if not path.is_file():
+        raise WeightsError(f"no default {role} weights ship with this installation ({path})")
+    return path
+
+
 def resolve_weights(weights: str | os.PathLike | None = None, role: str = "decomposer") -> Path:
     """Find the weights file to use: the argument, the environment variable, the package file."""
     if weights is not None:

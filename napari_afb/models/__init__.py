@@ -11,11 +11,13 @@ from typing import Any
 from torch import nn
 
 from .decomposer import MotionUNet
+from .deconv import MotionDeconv
 from .predictor import GuidanceNet
 
 #: name -> (class, role). The role says what a weights file of that architecture is for.
 REGISTRY: dict[str, tuple[type[nn.Module], str]] = {
     "motion_unet": (MotionUNet, "decomposer"),
+    "motion_deconv": (MotionDeconv, "decomposer"),
     "guidance_net": (GuidanceNet, "predictor"),
 }
 
@@ -43,4 +45,4 @@ def role_of(name: str) -> str:
     return _entry(name)[1]
 
 
-__all__ = ["REGISTRY", "GuidanceNet", "MotionUNet", "build", "role_of"]
+__all__ = ["REGISTRY", "GuidanceNet", "MotionDeconv", "MotionUNet", "build", "role_of"]

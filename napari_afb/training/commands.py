@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import torch
 
 
 def train_command(args) -> int:
@@ -25,7 +26,14 @@ def train_command(args) -> int:
             f"{args.config} trains {cfg.model.architecture!r}, a {role}: run "
             f"'napari-afb train {role} --config {args.config}'"
         )
-    result = train(cfg, resume=args.resume, device=args.device, max_minutes=args.minutes)
+    init = None
+    if getattr(args, "continue_default", False):
+        from ..weights import packaged_weights
+
+        init = packaged_weights(role)
+    result = train(
+        cfg, resume=args.resume, device=args.device, max_minutes=args.minutes, init_weights=init
+    )
     if result.timed_out and result.last_weights is not None:
         print(
             f"stopped at step {result.step} of {cfg.optim.steps} after {args.minutes:g} min; "
@@ -35,7 +43,48 @@ def train_command(args) -> int:
         print(f"trained {result.step} steps; weights: {result.last_weights}")
         if result.best_weights:
             print(f"best validation: {json.dumps(result.best_metrics)} -> {result.best_weights}")
+        if init is not None:
+            print(promote(result, init, role))
     return 0
+
+
+def promote(result, default, role: str) -> str:
+    """Replace the packaged ``default`` weights with the run's best (fp16) when the best beat
+    the default's own validation score, measured on the same windows at step 0 of the run;
+    log the decision in the run's log.jsonl and return it as a sentence."""
+    from ..weights import load_weights, save_weights
+    from .train import BEST_METRIC
+
+    key = BEST_METRIC[role]
+    start = result.initial_metrics.get(key)
+    best = result.best_metrics
+    if start is None:
+        message = f"kept {default}: the run did not validate the default (no validation windows)"
+        improved = False
+    else:
+        improved = result.best_weights is not None and best.get("step", 0) > 0
+        gain = best.get(key, start) - start
+        if improved:
+            model, info = load_weights(result.best_weights)
+            save_weights(
+                model,
+                default,
+                architecture=info.architecture,
+                arch_args=info.arch_args,
+                dtype=torch.float16,
+                recipe=info.recipe,
+                data=info.data,
+                metrics={**info.metrics, "replaced": {key: start}},
+            )
+            message = (
+                f"replaced {default} with step {best['step']}: validation {key} "
+                f"{start:.4f} -> {best[key]:.4f} ({gain:+.4f})"
+            )
+        else:
+            message = f"kept {default}: no validation of the run beat its {key} of {start:.4f}"
+    with open(result.out_dir / "log.jsonl", "a") as f:
+        f.write(json.dumps({"step": result.step, "event": message, "promoted": improved}) + "\n")
+    return message
 
 
 def evaluate_command(args) -> int:

@@ -120,14 +120,20 @@ class WindowSpec:
     synthesis: SynthesisConfig = SynthesisConfig()
 
 
-def to_tensors(window: Window) -> dict[str, torch.Tensor]:
+def to_tensors(window: Window, with_flow: bool = False) -> dict[str, torch.Tensor]:
     """A Window as channel-first tensors: blurry (3, H, W), frames (N, 3, H, W), guidance
-    (H, W) long."""
-    return {
+    (H, W) long, motion (N, 2, H, W) where the window knows it, and flow (2, H, W) when
+    ``with_flow``."""
+    out = {
         "blurry": torch.from_numpy(np.ascontiguousarray(window.blurry.transpose(2, 0, 1))),
         "frames": torch.from_numpy(np.ascontiguousarray(window.frames.transpose(0, 3, 1, 2))),
         "guidance": torch.from_numpy(window.guidance.astype(np.int64)),
     }
+    if window.motion is not None:
+        out["motion"] = torch.from_numpy(np.ascontiguousarray(window.motion.transpose(0, 3, 1, 2)))
+    if with_flow:
+        out["flow"] = torch.from_numpy(np.ascontiguousarray(window.flow.transpose(2, 0, 1)))
+    return out
 
 
 class VideoWindows(torch.utils.data.Dataset):
@@ -152,6 +158,7 @@ class VideoWindows(torch.utils.data.Dataset):
         self.clips, self.spec, self.items, self.seed = clips, spec, items_per_epoch, seed
         self.augment, self.stills, self.stills_fraction = augment, stills, stills_fraction
         self.stills_only_epochs = 0  # curriculum: the first epochs use stills only
+        self.keep_flow = False  # items also carry the mean flow (for CachedWindows)
         self.epoch = 0
         self.stats = RejectionStats()
 
@@ -169,7 +176,7 @@ class VideoWindows(torch.utils.data.Dataset):
         window = self.make_window(rng, epoch)
         if self.augment:
             window = window.augmented(Augmentation.random(rng))
-        return to_tensors(window)
+        return to_tensors(window, with_flow=self.keep_flow)
 
     def make_window(
         self, rng: np.random.Generator, epoch: int | None = None, attempts: int = 20
@@ -300,3 +307,114 @@ def validation_windows(
             windows.append(window)
             kept += 1
     return windows, stats
+
+
+#: What a cached window keeps, and how: name -> (dtype on disk, shape after the crop size).
+_CACHE_FIELDS = {
+    "blurry": np.float16,
+    "frames": np.float16,
+    "flow": np.float16,
+    "motion": np.float16,
+}
+
+
+class CachedWindows(torch.utils.data.Dataset):
+    """A fixed set of synthesized windows, made once and then re-augmented every epoch.
+
+    On 2 CPU cores the synthesis (optical flow, 49 sub-frames per window) is slower than the
+    training step of a small network; a cache of ``count`` windows from ``source`` (a
+    :class:`VideoWindows`, items made unaugmented) turns the run compute-bound. Each epoch sees
+    every cached window once under a fresh flip / rot90 / time reversal (16 variants), seeded by
+    (seed, epoch, index). The arrays live as .npy files in ``folder`` (float16), with a
+    ``cache.json`` that names what made them: a folder made from other settings is refused.
+    """
+
+    def __init__(self, source: VideoWindows, count: int, folder: str | os.PathLike, key: dict):
+        self.source, self.count, self.folder = source, count, Path(folder)
+        self.seed, self.key = source.seed, {**key, "count": count, "seed": source.seed}
+        self.arrays: dict[str, np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return self.count
+
+    def ready(self) -> bool:
+        meta = self.folder / "cache.json"
+        if not meta.is_file():
+            return False
+        import json
+
+        stored = json.loads(meta.read_text())
+        if stored != self.key:
+            raise ValueError(
+                f"{self.folder} holds windows made with other settings; delete it or use "
+                f"another out_dir (stored {stored}, wanted {self.key})"
+            )
+        return True
+
+    def fill(self, workers: int = 2, progress: bool = True) -> None:
+        """Synthesize the windows (in ``workers`` processes) and write the cache, unless it is
+        already there. Interrupted fills leave no cache.json, so they start again."""
+        if self.ready():
+            return
+        import json
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.source.augment, self.source.keep_flow = False, True
+        loader = torch.utils.data.DataLoader(
+            self.source,
+            batch_size=None,
+            sampler=[(0, i) for i in range(self.count)],
+            num_workers=workers,
+            multiprocessing_context="forkserver" if workers else None,
+            worker_init_fn=_cache_worker_init if workers else None,
+        )
+        arrays = {}
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=self.count, unit="window", desc="synthesizing the window cache")
+        for i, item in enumerate(loader):
+            for name, dtype in _CACHE_FIELDS.items():
+                value = item[name].numpy()
+                if name not in arrays:
+                    arrays[name] = np.lib.format.open_memmap(
+                        self.folder / f"{name}.npy", "w+", dtype, (self.count, *value.shape)
+                    )
+                arrays[name][i] = value
+            if bar is not None:
+                bar.update(1)
+        if bar is not None:
+            bar.close()
+        for a in arrays.values():
+            a.flush()
+        (self.folder / "cache.json").write_text(json.dumps(self.key))
+
+    def _open(self) -> dict[str, np.ndarray]:
+        if self.arrays is None:
+            if not self.ready():
+                raise RuntimeError(f"the window cache in {self.folder} is not filled")
+            self.arrays = {
+                name: np.load(self.folder / f"{name}.npy", mmap_mode="r") for name in _CACHE_FIELDS
+            }
+        return self.arrays
+
+    def __getitem__(self, key) -> dict[str, torch.Tensor]:
+        epoch, index = key if isinstance(key, tuple) else (0, key)
+        a = self._open()
+        i = index % self.count
+        window = Window.from_flow(
+            a["blurry"][i].transpose(1, 2, 0).astype(np.float32),
+            a["frames"][i].transpose(0, 2, 3, 1).astype(np.float32),
+            a["flow"][i].transpose(1, 2, 0).astype(np.float32),
+            motion=a["motion"][i].transpose(0, 2, 3, 1).astype(np.float32),
+        )
+        rng = np.random.default_rng([self.seed, epoch, index, 3])
+        return to_tensors(window.augmented(Augmentation.random(rng)))
+
+
+def _cache_worker_init(_):
+    import cv2
+
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)

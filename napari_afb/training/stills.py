@@ -180,13 +180,17 @@ class Exposure:
     """What :func:`render_exposure` makes. ``subframes`` (S, H, W, 3) linear light, the
     ``(n_frames - 1) * substeps + 1`` sub-positions; ``blurry`` (H, W, 3) sRGB, their linear
     mean; ``frames`` (N, H, W, 3) sRGB, every ``substeps``-th; ``flow`` (H, W, 2) per frame step;
-    ``foreground_mask`` (H, W) bool, where the foreground covers the pixel at mid-exposure."""
+    ``foreground_mask`` (H, W) bool, where the foreground covers the pixel at mid-exposure;
+    ``motion`` (N, H, W, 2) the exact per-frame sampling offsets from the middle frame
+    (``frames[t](p) ~ frames[mid](p + motion[t](p))``, :attr:`.window.Window.motion`) of the
+    layer that covers the pixel at mid-exposure."""
 
     subframes: np.ndarray
     blurry: np.ndarray
     frames: np.ndarray
     flow: np.ndarray
     foreground_mask: np.ndarray
+    motion: np.ndarray | None = None
 
 
 @functools.cache
@@ -246,7 +250,19 @@ def render_exposure(
     flow /= n_frames - 1
     blurry = linear_to_srgb(sub.mean(axis=0))
     frames = linear_to_srgb(sub[::substeps])
-    return Exposure(sub, blurry, frames, flow, mask)
+    motion = _path_motion(background.path, n_frames, (h, w))
+    if mask.any():
+        motion[:, mask] = _path_motion(foreground.path, n_frames, (h, w))[:, mask]
+    return Exposure(sub, blurry, frames, flow, mask, motion)
+
+
+def _path_motion(path: MotionPath, n_frames: int, size: tuple[int, int]) -> np.ndarray:
+    """(N, H, W, 2) offsets ``G_tau^-1(p) - p`` at the frame times: where the point shown at
+    ``p`` in frame t sat at mid-exposure (the middle frame, tau = 0, when N is odd)."""
+    grid = _grid(*size).astype(np.float64)
+    m = path.inverse(np.linspace(-0.5, 0.5, n_frames))  # (N, 2, 3)
+    pos = np.einsum("hwj,nij->nhwi", grid, m[:, :, :2]) + m[:, None, None, :, 2]
+    return (pos - grid).astype(np.float32)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -533,4 +549,6 @@ class StillsSource:
     def sample(self, rng: np.random.Generator) -> Window:
         """One random training window (blurry, frames, flow, guidance, source)."""
         exposure, source = self.render(rng)
-        return Window.from_flow(exposure.blurry, exposure.frames, exposure.flow, source)
+        return Window.from_flow(
+            exposure.blurry, exposure.frames, exposure.flow, source, motion=exposure.motion
+        )

@@ -136,9 +136,33 @@ def synthesize(
     subframes = np.stack(subframes).astype(np.float32)
     blurry = degrade(linear_to_srgb(subframes.mean(axis=0)), cfg, rng)
     window = Window.from_flow(
-        blurry, frames / 255.0, flow, {**(source or {}), "kind": "video", "p95_motion": p95}
+        blurry,
+        frames / 255.0,
+        flow,
+        {**(source or {}), "kind": "video", "p95_motion": p95},
+        motion=frame_motion(fwd, bwd),
     )
     return (window, subframes) if return_subframes else window
+
+
+def frame_motion(fwd: list[np.ndarray], bwd: list[np.ndarray]) -> np.ndarray:
+    """Per-frame sampling offsets from the middle frame, by chaining consecutive flows.
+
+    ``fwd[i]`` is the flow from frame i to i + 1 and ``bwd[i]`` from i + 1 to i (each (H, W, 2),
+    ``a(x) ~ b(x + flow(x))``). Returns (N, H, W, 2) float32 ``m`` with
+    ``frame_t(x) ~ frame_mid(x + m[t](x))``, ``mid = N // 2`` and ``m[mid] = 0``: a frame steps
+    to its neighbour nearer the middle, then follows that neighbour's offset from there.
+    """
+    n = len(fwd) + 1
+    mid = n // 2
+    out = np.zeros((n,) + fwd[0].shape, np.float32)
+    for t in range(mid + 1, n):  # later frames: step back in time with bwd[t - 1]
+        step = bwd[t - 1]
+        out[t] = step + backward_warp(out[t - 1], step)
+    for t in range(mid - 1, -1, -1):  # earlier frames: step forward with fwd[t]
+        step = fwd[t]
+        out[t] = step + backward_warp(out[t + 1], step)
+    return out
 
 
 def degrade(blurry: np.ndarray, cfg: SynthesisConfig, rng: np.random.Generator) -> np.ndarray:

@@ -12,6 +12,7 @@ weights format. A killed run resumes exactly where its last checkpoint stopped.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -28,8 +29,8 @@ from .. import models
 from ..engine import autocast_dtype, select_device
 from ..weights import save_weights, state_digest
 from .config import TrainConfig
-from .datasets import VideoWindows, WindowSpec, open_clips, validation_windows
-from .losses import baseline_loss, decomposer_loss, predictor_loss
+from .datasets import CachedWindows, VideoWindows, WindowSpec, open_clips, validation_windows
+from .losses import baseline_loss, decomposer_loss, motion_loss, predictor_loss
 from .synthesis import SynthesisConfig
 
 CHECKPOINT = "checkpoint.pt"
@@ -46,6 +47,7 @@ class TrainResult:
     last_weights: Path | None = None
     best_metrics: dict = field(default_factory=dict)
     param_digest: str = ""
+    initial_metrics: dict = field(default_factory=dict)
     cancelled: bool = False
     timed_out: bool = False
 
@@ -158,6 +160,14 @@ def build_data(cfg: TrainConfig, rank: int = 0):
         world = dist.get_world_size() if dist.is_initialized() else 1
         per_epoch = max(1, d.items_per_epoch // (d.batch_size * world))
         train.stills_only_epochs = math.ceil(d.stills_only_steps / per_epoch)
+    if d.cache_windows:
+        key = {k: v for k, v in dataclasses.asdict(d).items() if not k.startswith("val")}
+        key.pop("workers")
+        train = CachedWindows(train, d.cache_windows, Path(cfg.out_dir) / "window_cache", key)
+        if rank == 0:
+            train.fill(workers=max(d.workers, 1))
+        if dist.is_initialized():
+            dist.barrier()
     val = []
     if rank == 0 and d.val_windows:
         if d.val_videos:
@@ -194,18 +204,27 @@ def validate(model, windows, device, role: str = "decomposer") -> dict:
     return out
 
 
-def _step_loss(role, net, batch, dev, amp, cfg: TrainConfig):
-    """The loss of one batch and the figures to log beside it (detached scalars)."""
+def _step_loss(role, net, batch, dev, amp, cfg: TrainConfig, supervision: str = "frames"):
+    """The loss of one batch and the figures to log beside it (detached scalars).
+    ``supervision`` is the model's: "frames" (the frame loss) or "motion" (the per-frame
+    offsets, :func:`~.losses.motion_loss`; the batch must carry the true motion)."""
     blurry, guidance = batch["blurry"].to(dev), batch["guidance"].to(dev)
     with torch.autocast(dev.type, dtype=amp or torch.float32, enabled=amp is not None):
         if role == "predictor":
             logits = net(blurry)
         else:
             onehot = torch.nn.functional.one_hot(guidance, 5).permute(0, 3, 1, 2).float()
-            pred = net(blurry, onehot)
+            if supervision == "motion":
+                pred = net(blurry, onehot, output="motion")
+            else:
+                pred = net(blurry, onehot)
     if role == "predictor":
         return predictor_loss(logits, guidance, cfg.loss)
     frames = batch["frames"].to(dev)
+    if supervision == "motion":
+        if "motion" not in batch:
+            raise ValueError("this architecture trains on the true motion, which the data lacks")
+        return motion_loss(pred, batch["motion"].to(dev), frames, cfg.loss)
     loss = decomposer_loss(pred.float(), frames, guidance, cfg.loss)
     with torch.no_grad():
         base = baseline_loss(blurry, frames, guidance, cfg.loss)
@@ -228,6 +247,7 @@ def train(
     callback: Callable[[dict], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     max_minutes: float | None = None,
+    init_weights: str | os.PathLike | None = None,
 ) -> TrainResult:
     """Train the model ``cfg`` names (decomposer or predictor); see the module docstring.
 
@@ -237,6 +257,10 @@ def train(
     ``timed_out=True``) once this much wall time has passed since the start, for machines lent
     by the hour; ``resume=True`` continues exactly. Under torchrun rank 0's clock decides for
     all ranks, so they stop at the same step.
+
+    ``init_weights``: start from this weights file instead of a fresh network; its architecture
+    and arguments win over the config's. The run validates it before the first step
+    (``TrainResult.initial_metrics``) and exports best.safetensors only for a step that beats it.
     """
     started = time.monotonic()
     rank, world, local_rank = _distributed()
@@ -253,14 +277,25 @@ def train(
     role = models.role_of(cfg.model.architecture)
     arch_args = arch_args_of(cfg, role)
     best_key = BEST_METRIC[role]
-    model = models.build(cfg.model.architecture, **arch_args).to(dev)
+    if init_weights is not None:
+        from ..weights import load_weights
+
+        model, init_info = load_weights(init_weights)
+        if init_info.role != role:
+            raise ValueError(f"{init_weights} holds {init_info.role} weights, not {role} weights")
+        cfg.model.architecture, cfg.model.args = init_info.architecture, dict(init_info.arch_args)
+        arch_args = dict(init_info.arch_args)
+        model = model.train().to(dev)
+    else:
+        model = models.build(cfg.model.architecture, **arch_args).to(dev)
+    supervision = getattr(model, "supervision", "frames")
     opt = torch.optim.AdamW(
         model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay, betas=(0.9, 0.99)
     )
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: lr_factor(s, cfg.optim.warmup_steps, cfg.optim.steps)
     )
-    step, best = 0, {}
+    step, best, initial = 0, {}, {}
     ckpt_path = out / CHECKPOINT
     if resume:
         if not ckpt_path.is_file():
@@ -271,6 +306,7 @@ def train(
         sched.load_state_dict(state["scheduler"])
         step = state["step"]  # the sampler derives epoch and position from it
         best = json.loads(state["best"])
+        initial = json.loads(state.get("initial", "{}"))
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     amp = autocast_dtype(dev, cfg.optim.precision)
     train_set, val_windows = build_data(cfg, rank)
@@ -289,6 +325,11 @@ def train(
         if callback is not None:
             callback(record)
 
+    if init_weights is not None and rank == 0 and val_windows and not resume:
+        initial = validate(model.eval(), val_windows, dev, role)
+        log({"step": step, "event": f"start from {init_weights}"})
+        log({"step": step, **{f"val_{k}": v for k, v in initial.items()}})
+        best = {**initial, "step": step}  # a step must beat the start to be exported
     cancelled = timed_out = False
     t_last, n_last = time.perf_counter(), 0
     sampler = EpochSampler(len(train_set), cfg.seed, rank, world, cfg.data.batch_size, step)
@@ -305,7 +346,7 @@ def train(
                 log({"step": step, "event": f"time limit of {max_minutes:g} min reached"})
                 break
             model.train()
-            loss, parts = _step_loss(role, net, batch, dev, amp, cfg)
+            loss, parts = _step_loss(role, net, batch, dev, amp, cfg, supervision)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
@@ -346,12 +387,12 @@ def train(
                     _export(model, out / "best.safetensors", cfg, arch_args, best)
                 _plot(log_path, out / "curves.png")
             if step % cfg.checkpoint_every == 0 or step == cfg.optim.steps:
-                _checkpoint(ckpt_path, model, opt, sched, step, best, rank)
+                _checkpoint(ckpt_path, model, opt, sched, step, best, rank, initial)
             if step >= cfg.optim.steps:
                 break
     del loader  # stops the persistent workers
     if cancelled or timed_out:
-        _checkpoint(ckpt_path, model, opt, sched, step, best, rank)
+        _checkpoint(ckpt_path, model, opt, sched, step, best, rank, initial)
     if bar is not None:
         bar.close()
     result = TrainResult(
@@ -361,6 +402,7 @@ def train(
         cancelled=cancelled,
         timed_out=timed_out,
         param_digest=state_digest(model.state_dict()),
+        initial_metrics=initial,
     )
     if rank == 0:
         result.last_weights = _export(
@@ -383,7 +425,7 @@ def _agreed(flag: bool, world: int, dev: torch.device) -> bool:
     return bool(value.item())
 
 
-def _checkpoint(path: Path, model, opt, sched, step, best, rank) -> None:
+def _checkpoint(path: Path, model, opt, sched, step, best, rank, initial=None) -> None:
     if rank != 0:
         return
     state = {
@@ -392,6 +434,7 @@ def _checkpoint(path: Path, model, opt, sched, step, best, rank) -> None:
         "scheduler": sched.state_dict(),
         "step": step,
         "best": json.dumps(best),
+        "initial": json.dumps(initial or {}),
     }
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save(state, tmp)

@@ -20,6 +20,9 @@ class Window:
     source : where it came from (clip and frame, or still and path), for reports
     neighbors : for evaluation, the blurry exposures just before and after (H, W, 3) each, when
         the window was made with its neighbours; None otherwise
+    motion : (N, H, W, 2) float32 or None, the true per-frame motion: sampling offsets (dx, dy)
+        such that ``frames[t](x) ~ frames[N // 2](x + motion[t](x))`` (zero for the middle
+        frame), the target of motion-supervised decomposers; None where it is not known
     """
 
     blurry: np.ndarray
@@ -28,13 +31,19 @@ class Window:
     guidance: np.ndarray
     source: dict = field(default_factory=dict)
     neighbors: tuple[np.ndarray, np.ndarray] | None = None
+    motion: np.ndarray | None = None
 
     @classmethod
-    def from_flow(cls, blurry, frames, flow, source=None) -> Window:
+    def from_flow(cls, blurry, frames, flow, source=None, motion=None) -> Window:
         flow = np.asarray(flow, np.float32)
         labels = guidance_from_flow(flow, threshold=TRAINING_THRESHOLD)
         return cls(
-            blurry.astype(np.float32), frames.astype(np.float32), flow, labels, dict(source or {})
+            blurry.astype(np.float32),
+            frames.astype(np.float32),
+            flow,
+            labels,
+            dict(source or {}),
+            motion=None if motion is None else np.asarray(motion, np.float32),
         )
 
     def augmented(self, aug: Augmentation) -> Window:
@@ -45,6 +54,7 @@ class Window:
             aug.apply_frames(self.frames),
             aug.apply_flow(self.flow),
             {**self.source, "augmentation": aug},
+            motion=None if self.motion is None else aug.apply_motion(self.motion),
         )
 
     def crop(self, y: int, x: int, h: int, w: int) -> Window:
@@ -55,4 +65,5 @@ class Window:
             self.flow[s],
             self.guidance[s],
             dict(self.source),
+            motion=None if self.motion is None else self.motion[:, y : y + h, x : x + w],
         )
