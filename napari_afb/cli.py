@@ -107,8 +107,11 @@ def _parser() -> argparse.ArgumentParser:
     _add_predictor_options(q)
     q.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
 
-    i = sub.add_parser("info", help="show what a weights file says about itself")
-    i.add_argument("weights", type=Path)
+    i = sub.add_parser(
+        "info",
+        help="show what a weights file says about itself (no file: the default weights)",
+    )
+    i.add_argument("weights", type=Path, nargs="?", default=None)
 
     c = sub.add_parser(
         "convert",
@@ -464,10 +467,24 @@ def _convert(args) -> int:
 
 
 def _info(args) -> int:
-    from .weights import load_weights
+    from .weights import WeightsError, load_weights, packaged_weights
 
-    _, info = load_weights(args.weights)
-    print(json.dumps(info.__dict__, indent=2, default=str))
+    if args.weights is not None:
+        _, info = load_weights(args.weights)
+        print(json.dumps(info.__dict__, indent=2, default=str))
+        return EXIT_OK
+    for role in ("decomposer", "predictor"):
+        try:
+            path = packaged_weights(role)
+        except WeightsError as exc:
+            print(f"{exc}\n")
+            continue
+        _, info = load_weights(path)
+        status = info.metrics.get("status")
+        print(f"default {role} weights: {path}" + (f"\n  status: {status}" if status else ""))
+        for name, value in info.metrics.get("headline", {}).items():
+            print(f"  {name}: {value}")
+        print(json.dumps(info.__dict__, indent=2, default=str) + "\n")
     return EXIT_OK
 
 

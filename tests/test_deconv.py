@@ -53,6 +53,9 @@ def _perturbed(seed=0, **kw) -> torch.nn.Module:
                 p.normal_(0.0, 0.2)
         model.head.weight.normal_(0.0, 0.02)
         model.head.bias.normal_(0.0, 0.3)
+        if model.blend:  # mostly the deconvolved frames, with some of the other two
+            model.blend_head.weight.normal_(0.0, 0.02)
+            model.blend_head.bias.view(-1, 3)[:, 0] = 2.0
     return model.eval()
 
 

@@ -296,8 +296,9 @@ def test_killed_run_resumes_exactly(tmp_path):
     proc.wait()
     ckpt = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=True)
     assert 0 < ckpt["step"] < steps
-    resumed = train(load_config(cfg), resume=True, device="cpu", progress=False)
-    assert resumed.step == steps
+    more = {"optim.steps": ckpt["step"] + 2}
+    resumed = train(load_config(cfg, more), resume=True, device="cpu", progress=False)
+    assert resumed.step == ckpt["step"] + 2
     assert resumed.param_digest == whole.param_digest
 
 
@@ -339,3 +340,71 @@ def test_two_gloo_processes_stay_in_sync(tmp_path):
         if '"ratio"' in x
     ]
     assert steps == [1, 2, 3]  # one logger: rank 0
+
+
+def _processes_with(marker: str) -> list[int]:
+    """PIDs of live processes whose environment holds ``marker`` (children inherit it, the
+    DataLoader's forkserver and its workers included)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            env = (proc / "environ").read_bytes()
+            state = (proc / "stat").read_text().split()[2]
+        except OSError:
+            continue
+        if marker.encode() in env and state != "Z":
+            found.append(int(proc.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to find the processes")
+def test_sigterm_stops_with_a_checkpoint_and_leaves_no_process(tmp_path):
+    """`kill <pid>` on `napari-afb train`: the run stops at a step boundary with a resumable
+    checkpoint, exits 143, and its data-loading worker and forkserver are gone too."""
+    steps = 400
+    cfg = _config(tmp_path, "term", steps, workers=1, val_windows=0)
+    marker = f"NAPARI_AFB_TEST_RUN={os.getpid()}_{time.time_ns()}"
+    key, value = marker.split("=")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "napari_afb",
+            "train",
+            "decomposer",
+            "--config",
+            str(cfg),
+            "--device",
+            "cpu",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, key: value},
+    )
+    log = tmp_path / "term" / "log.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if log.is_file() and sum('"ratio"' in x for x in log.read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be stopped"
+    assert len(_processes_with(marker)) >= 2  # the trainer and at least its worker
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr[-2000:]
+    assert "stopped by SIGTERM" in stderr
+    ckpt = torch.load(tmp_path / "term" / "checkpoint.pt", weights_only=True)
+    assert 2 <= ckpt["step"] < steps
+    deadline = time.time() + 10
+    while _processes_with(marker) and time.time() < deadline:
+        time.sleep(0.1)
+    assert _processes_with(marker) == []
+    from napari_afb.training.train import train
+
+    more = {"optim.steps": ckpt["step"] + 2}
+    resumed = train(load_config(cfg, more), resume=True, device="cpu", progress=False)
+    assert resumed.step == ckpt["step"] + 2

@@ -18,8 +18,12 @@ learn on a CPU: the motion.
   ``|A S - B|^2 + prior * |grad S|^2`` with ``0 <= S <= 1``, from ``S = B``. The adjoint ``A^T`` is
   the blur along the reversed offsets (exact for locally uniform motion), and the step sizes are
   fixed, so every operation is local: a tile that holds the reach gives what the whole image gives.
-* The frames are the latent warped by ``m_t``, encoded to sRGB and projected so that their
-  linear-light mean is exactly the input (:func:`~.decomposer.project_blur_consistent`).
+* The frames are the latent warped by ``m_t``, blended per pixel (weights from a second head,
+  trained by the frame loss) with the blurry input warped by ``m_t`` and the blurry input, then
+  encoded to sRGB and projected so that their linear-light mean is exactly the input
+  (:func:`~.decomposer.project_blur_consistent`). The blend is the hedge: a sharp frame at the
+  wrong place scores worse than a blurry one, so where the motion is uncertain it leans on the
+  input.
 
 The head starts at zero: an untrained network predicts no motion, the blur operator is then the
 identity and the frames are N copies of the input.
@@ -46,6 +50,10 @@ class MotionDeconv(MotionUNet):
     substeps : sub-positions per frame interval in the blur operator.
     prior : weight of the gradient (Tikhonov) prior.
     step : the gradient step (the operator has norm <= 1, so up to ~1.9 / (1 + 8 prior)).
+    blend : per frame and pixel, blend (softmax weights from a second head) the frames made
+        from the deconvolved latent with the blurry input warped by the motion and the blurry
+        input itself: where the motion is uncertain, sharp frames at the wrong place score
+        worse than blurry ones, and the blend learns where to trust which.
 
     ``forward(image (B, 3, H, W), guidance one-hot (B, G, H, W)) -> frames (B, N, 3, H, W)``;
     :meth:`predict_motion` gives the offsets alone, (B, N, 2, H, W).
@@ -63,6 +71,7 @@ class MotionDeconv(MotionUNet):
         substeps: int = 2,
         prior: float = 0.003,
         step: float = 1.5,
+        blend: bool = True,
     ):
         super().__init__(
             n_frames=n_frames,
@@ -80,6 +89,11 @@ class MotionDeconv(MotionUNet):
         self.head = nn.Conv2d(widths[0], 2 * n_frames, 3, padding=1)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
+        self.blend = blend
+        if blend:  # per frame and pixel: weights of the deconvolved, warped and blurry frames
+            self.blend_head = nn.Conv2d(widths[0], 3 * n_frames, 3, padding=1)
+            nn.init.zeros_(self.blend_head.weight)
+            nn.init.zeros_(self.blend_head.bias)
         self.motion_scale = motion_scale
         self.deconv_iters, self.substeps, self.prior, self.step = (
             deconv_iters,
@@ -92,29 +106,65 @@ class MotionDeconv(MotionUNet):
             keep[:, n_frames // 2] = 0  # the latent is the middle frame: no offset
         self.register_buffer("keep", keep, persistent=False)
 
-    def predict_motion(self, image: torch.Tensor, guidance: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W), (B, G, H, W) -> (B, N, 2, H, W) sampling offsets in pixels."""
+    #: what training supervises (see napari_afb.training.train): the motion directly, and the
+    #: frames only through the blend weights
+    supervision = "motion"
+
+    def _heads(self, image: torch.Tensor, guidance: torch.Tensor):
         b, _, h, w = image.shape
         if h % self.stride or w % self.stride:
             raise ValueError(f"H and W must be multiples of {self.stride}, got {h}x{w}")
-        out = self.head(self.features(image, guidance)).float()
-        return out.view(b, self.n_frames, 2, h, w) * (self.motion_scale * self.keep)
+        feats = self.features(image, guidance)
+        motion = self.head(feats).float().view(b, self.n_frames, 2, h, w)
+        motion = motion * (self.motion_scale * self.keep)
+        logits = None
+        if self.blend:
+            logits = self.blend_head(feats).float().view(b, self.n_frames, 3, 1, h, w)
+        return motion, logits
 
-    #: what training supervises (see napari_afb.training.train): the motion, not the frames
-    supervision = "motion"
+    def predict_motion(self, image: torch.Tensor, guidance: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W), (B, G, H, W) -> (B, N, 2, H, W) sampling offsets in pixels."""
+        return self._heads(image, guidance)[0]
 
-    def forward(
-        self, image: torch.Tensor, guidance: torch.Tensor, output: str = "frames"
-    ) -> torch.Tensor:
-        """The frames, or with ``output="motion"`` the offsets alone (what training calls,
-        through DistributedDataParallel when there is one)."""
-        motion = self.predict_motion(image, guidance)
-        if output == "motion":
-            return motion
+    def candidates(self, image: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
+        """(B, N, K, 3, H, W) linear-light frame candidates: the deconvolved latent warped by the
+        motion, then (with ``blend``) the blurry input warped by it, and the blurry input."""
         blurry = srgb_to_linear(image.float())
         latent = deconvolve(blurry, motion, self.deconv_iters, self.substeps, self.prior, self.step)
-        frames = linear_to_srgb(warp(latent, motion))
-        return project_blur_consistent(frames, image.float())
+        out = [warp(latent, motion)]
+        if self.blend:
+            out += [warp(blurry, motion), blurry.unsqueeze(1).expand_as(out[0])]
+        return torch.stack(out, dim=2)
+
+    def forward(
+        self,
+        image: torch.Tensor,
+        guidance: torch.Tensor,
+        output: str = "frames",
+        frames_of: int | None = None,
+    ):
+        """The frames (B, N, 3, H, W); with ``output="motion"`` the offsets alone; with
+        ``output="train"`` both, as (motion, frames of the first ``frames_of`` items), the
+        candidates made from the detached motion without gradients (training teaches the
+        motion by its own loss and the blend by the frame loss; the deconvolution is the
+        costly part of a step, hence ``frames_of``)."""
+        motion, logits = self._heads(image, guidance)
+        if output == "motion":
+            return motion
+        if output == "train":
+            k = len(image) if frames_of is None else frames_of
+            image, motion_k = image[:k], motion[:k]
+            logits = None if logits is None else logits[:k]
+            with torch.no_grad():
+                cands = self.candidates(image, motion_k.detach())
+        else:
+            cands = self.candidates(image, motion)
+        if logits is None:
+            lin = cands[:, :, 0]
+        else:
+            lin = (torch.softmax(logits, dim=2) * cands).sum(dim=2)
+        frames = project_blur_consistent(linear_to_srgb(lin), image.float())
+        return (motion, frames) if output == "train" else frames
 
 
 def trajectory(motion: torch.Tensor, substeps: int) -> torch.Tensor:

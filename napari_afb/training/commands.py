@@ -2,10 +2,30 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
+import sys
+import threading
 
 import numpy as np
 import torch
+
+
+@contextlib.contextmanager
+def _stop_on_sigterm():
+    """While training, SIGTERM (what job schedulers and ``kill`` send) sets an event that the
+    loop polls every step: it then stops as ``--minutes`` does, with a resumable checkpoint, and
+    shuts its data-loading workers down instead of leaving them behind."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop  # signal handlers can only be set from the main thread
+        return
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def train_command(args) -> int:
@@ -31,9 +51,21 @@ def train_command(args) -> int:
         from ..weights import packaged_weights
 
         init = packaged_weights(role)
-    result = train(
-        cfg, resume=args.resume, device=args.device, max_minutes=args.minutes, init_weights=init
-    )
+    with _stop_on_sigterm() as stop:
+        result = train(
+            cfg,
+            resume=args.resume,
+            device=args.device,
+            max_minutes=args.minutes,
+            init_weights=init,
+            should_stop=stop.is_set,
+        )
+    if result.cancelled:
+        print(
+            f"stopped by SIGTERM at step {result.step} with a checkpoint; continue with --resume",
+            file=sys.stderr,
+        )
+        return 128 + signal.SIGTERM
     if result.timed_out and result.last_weights is not None:
         print(
             f"stopped at step {result.step} of {cfg.optim.steps} after {args.minutes:g} min; "

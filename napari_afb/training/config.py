@@ -43,6 +43,7 @@ class DataSection:
     noise_std: float = 0.01
     jpeg_prob: float = 0.3
     cache_windows: int = 0  # > 0: synthesize this many windows once, re-augment every epoch
+    cache_dir: str = ""  # where the cache lives ("": <out_dir>/window_cache); runs may share it
     val_windows: int = 16
     val_width: int = 320  # 0: validate on crops of `crop` px instead of resized full frames
 

@@ -30,7 +30,8 @@ from ..guidance import AXIS_OF_LABEL, SIGN_OF_LABEL
 class LossConfig:
     """Loss weights. ``l1``, ``gradient`` and ``order_blind_static`` are the decomposer's;
     ``axis`` and ``sign`` the predictor's; ``motion`` and ``photometric`` those of a
-    motion-supervised decomposer (:func:`motion_loss`)."""
+    motion-supervised decomposer (:func:`motion_loss`), which adds ``frames`` x the frame loss
+    of its output."""
 
     l1: float = 1.0
     gradient: float = 0.5
@@ -39,6 +40,8 @@ class LossConfig:
     sign: float = 1.0
     motion: float = 0.1
     photometric: float = 1.0
+    frames: float = 1.0
+    frames_fraction: float = 0.5  # of each batch, for the frame loss (it needs a deconvolution)
 
 
 def _grad(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

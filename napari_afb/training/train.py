@@ -162,8 +162,10 @@ def build_data(cfg: TrainConfig, rank: int = 0):
         train.stills_only_epochs = math.ceil(d.stills_only_steps / per_epoch)
     if d.cache_windows:
         key = {k: v for k, v in dataclasses.asdict(d).items() if not k.startswith("val")}
-        key.pop("workers")
-        train = CachedWindows(train, d.cache_windows, Path(cfg.out_dir) / "window_cache", key)
+        for unrelated in ("workers", "cache_dir"):
+            key.pop(unrelated)
+        folder = Path(d.cache_dir) if d.cache_dir else Path(cfg.out_dir) / "window_cache"
+        train = CachedWindows(train, d.cache_windows, folder, key)
         if rank == 0:
             train.fill(workers=max(d.workers, 1))
         if dist.is_initialized():
@@ -201,7 +203,28 @@ def validate(model, windows, device, role: str = "decomposer") -> dict:
     out = {k: float(v) for k, v in report.model.items()}
     out.update({f"baseline_{k}": float(v) for k, v in report.baseline.items()})
     out["reblur_psnr"] = float(report.reblur)
+    if getattr(model, "supervision", "frames") == "motion":
+        out["motion_epe"] = motion_epe(model, windows, device)
     return out
+
+
+@torch.no_grad()
+def motion_epe(model, windows, device) -> float:
+    """Mean end-point error (px) of a motion-predicting decomposer's per-frame offsets against
+    the windows' true motion, over the windows that know it (nan when none does)."""
+    errors = []
+    for w in windows:
+        if w.motion is None:
+            continue
+        h, wd = w.guidance.shape
+        sh, sw = h - h % model.stride, wd - wd % model.stride
+        image = torch.from_numpy(w.blurry[:sh, :sw].transpose(2, 0, 1))[None].to(device)
+        labels = torch.from_numpy(w.guidance[:sh, :sw].astype(np.int64))[None].to(device)
+        onehot = torch.nn.functional.one_hot(labels, 5).permute(0, 3, 1, 2).float()
+        pred = model(image, onehot, output="motion")[0].cpu()
+        true = torch.from_numpy(w.motion[:, :sh, :sw].transpose(0, 3, 1, 2))
+        errors.append(float((pred - true).norm(dim=1).mean()))
+    return float(np.mean(errors)) if errors else float("nan")
 
 
 def _step_loss(role, net, batch, dev, amp, cfg: TrainConfig, supervision: str = "frames"):
@@ -215,7 +238,8 @@ def _step_loss(role, net, batch, dev, amp, cfg: TrainConfig, supervision: str = 
         else:
             onehot = torch.nn.functional.one_hot(guidance, 5).permute(0, 3, 1, 2).float()
             if supervision == "motion":
-                pred = net(blurry, onehot, output="motion")
+                k = max(1, round(len(blurry) * cfg.loss.frames_fraction))
+                motion, pred = net(blurry, onehot, output="train", frames_of=k)
             else:
                 pred = net(blurry, onehot)
     if role == "predictor":
@@ -224,7 +248,17 @@ def _step_loss(role, net, batch, dev, amp, cfg: TrainConfig, supervision: str = 
     if supervision == "motion":
         if "motion" not in batch:
             raise ValueError("this architecture trains on the true motion, which the data lacks")
-        return motion_loss(pred, batch["motion"].to(dev), frames, cfg.loss)
+        loss, parts = motion_loss(motion, batch["motion"].to(dev), frames, cfg.loss)
+        if cfg.loss.frames:
+            k = len(pred)
+            frame_loss = decomposer_loss(pred.float(), frames[:k], guidance[:k], cfg.loss)
+            with torch.no_grad():
+                base = baseline_loss(blurry[:k], frames[:k], guidance[:k], cfg.loss)
+            loss = loss + cfg.loss.frames * frame_loss
+            parts["frames"] = frame_loss.detach()
+            parts["frames_ratio"] = frame_loss.detach() / base
+            parts["baseline"] = parts["baseline"] + cfg.loss.frames * base
+        return loss, parts
     loss = decomposer_loss(pred.float(), frames, guidance, cfg.loss)
     with torch.no_grad():
         base = baseline_loss(blurry, frames, guidance, cfg.loss)
