@@ -8,9 +8,7 @@ import pytest
 
 from napari_afb import weights
 
-SHIPPED = {
-    role: weights.PACKAGE_WEIGHTS_DIR / name for role, name in weights.DEFAULT_FILES.items()
-}
+SHIPPED = {role: weights.PACKAGE_WEIGHTS_DIR / name for role, name in weights.DEFAULT_FILES.items()}
 needs_decomposer = pytest.mark.skipif(
     not SHIPPED["decomposer"].is_file(), reason="no default decomposer weights ship in this tree"
 )
@@ -26,9 +24,11 @@ def test_the_default_decomposer_loads_and_states_it_is_provisional():
     model, info = weights.load_weights(SHIPPED["decomposer"])
     assert info.role == "decomposer" and info.n_frames == 7
     assert "provisional, CPU-trained" in info.metrics["status"]
-    assert SHIPPED["decomposer"].stat().st_size + sum(
-        p.stat().st_size for p in SHIPPED.values() if p.is_file()
-    ) < 2 * 30e6
+    assert (
+        SHIPPED["decomposer"].stat().st_size
+        + sum(p.stat().st_size for p in SHIPPED.values() if p.is_file())
+        < 2 * 30e6
+    )
 
 
 @needs_decomposer
