@@ -15,8 +15,8 @@ Prints a table and writes the figures as JSON (default ``benchmarks/results/core
    fresh subprocess so that peaks do not mix.
 4. The same on CUDA when it is available (bf16/fp16 autocast, precision="auto").
 
-Without ``--weights`` the network has its default (untrained) initialisation: the work per pixel
-does not depend on the weights' values, so the timings and memory hold for a trained network.
+Without ``--weights`` the packaged default weights are used (when the package ships them), else
+the default architecture untrained. The inputs are random images with random guidance.
 """
 
 from __future__ import annotations
@@ -92,9 +92,14 @@ def make_inputs(width: int, height: int, seed: int = 0) -> tuple[np.ndarray, np.
 
 
 def build_model(weights: str | None):
-    """(model, description): the decomposer from ``weights``, or the default architecture."""
+    """(model, description): the decomposer from ``weights``, else the packaged default
+    weights, else the default architecture untrained."""
     from napari_afb import models
+    from napari_afb.weights import DEFAULT_FILES, PACKAGE_WEIGHTS_DIR
 
+    packaged = PACKAGE_WEIGHTS_DIR / DEFAULT_FILES["decomposer"]
+    if not weights and packaged.is_file():
+        weights = str(packaged)
     if weights:
         from napari_afb.weights import load_weights
 

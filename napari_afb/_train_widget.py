@@ -32,26 +32,26 @@ from .weights import ENV_VARS
 
 WEIGHTS_ENV = ENV_VARS["decomposer"]
 
-# The quick CPU recipe of configs/decomposer_cpu.toml, without its data paths (the widget's
-# folders supply them). workers = 0: no DataLoader processes are started from the GUI process.
+# The CPU recipe of configs/decomposer_deconv_cpu.toml (motion-supervised motion_deconv), without
+# its data paths (the widget's folders supply them) and without the window cache (windows are
+# made as they are needed). workers = 0: no DataLoader processes start from the GUI process.
 QUICK_CPU = {
     "seed": 0,
     "log_every": 10,
     "val_every": 100,
     "checkpoint_every": 50,
-    "model": {"architecture": "motion_unet", "args": {}},
+    "model": {"architecture": "motion_deconv", "args": {}},
     "data": {
         "stills": True,
-        "stills_only_steps": 100,
-        "stills_fraction": 0.3,
-        "crop": 96,
+        "stills_fraction": 0.4,
+        "crop": 128,
         "batch_size": 8,
         "items_per_epoch": 800,
         "workers": 0,
         "val_windows": 8,
         "val_width": 320,
     },
-    "optim": {"lr": 7e-4, "warmup_steps": 50},
+    "optim": {"lr": 1e-3, "warmup_steps": 100},
 }
 
 # The quick CPU recipe of configs/predictor_cpu.toml, likewise.

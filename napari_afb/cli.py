@@ -140,6 +140,14 @@ def _parser() -> argparse.ArgumentParser:
         "the config's) and replace them, as fp16, only if the run's best validation score "
         "beats theirs on the same windows",
     )
+    t.add_argument(
+        "--init",
+        type=Path,
+        default=None,
+        metavar="WEIGHTS",
+        help="start from this weights file (its architecture wins over the config's); the run "
+        "validates it first and exports best.safetensors only for a step that beats it",
+    )
     t.add_argument("--out", type=str, default=None, metavar="DIR", help="override out_dir")
     t.add_argument("--steps", type=int, default=None, help="override optim.steps")
     t.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")

@@ -48,7 +48,10 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         except Exception as exc:
             raise InputError(f"cannot read {path}: {exc}") from None
     buf = np.fromfile(path, dtype=np.uint8)  # (works with non-ASCII paths, unlike cv2.imread)
-    img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
+    try:
+        img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
+    except cv2.error as exc:  # e.g. a header that claims more pixels than OpenCV decodes
+        raise InputError(f"cannot read {path}: {_claimed_size(path)}{_cv_reason(exc)}") from None
     if img is None:
         raise InputError(f"cannot read {path}: not an image OpenCV can decode, or truncated")
     if img.ndim == 3 and img.shape[2] == 3:
@@ -58,6 +61,27 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     if img.dtype not in (np.uint8, np.uint16):
         raise InputError(f"{path}: unsupported pixel type {img.dtype} (use 8- or 16-bit)")
     return img
+
+
+def _claimed_size(path: Path) -> str:
+    """'its header claims W x H px; ' when Pillow can read the header, else ''."""
+    limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None  # only the header is read here: no decompression bomb
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+    except Exception:
+        return ""
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+    return f"its header claims {w} x {h} px ({w * h / 1e6:,.0f} MP); "
+
+
+def _cv_reason(exc: Exception) -> str:
+    text = str(exc)
+    if "CV_IO_MAX_IMAGE_PIXELS" in text or "validateInputImageSize" in text:
+        return "larger than OpenCV decodes (at most 2^30 px, about 1,074 MP)"
+    return "OpenCV could not decode it"
 
 
 def read_guidance(path: str | os.PathLike, shape: tuple[int, int] | None = None) -> np.ndarray:

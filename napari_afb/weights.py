@@ -107,6 +107,10 @@ def save_weights(
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         save_file(tensors, str(tmp), metadata={METADATA_KEY: json.dumps(meta)})
+        # safetensors writes 0600; a weights file is shared like any output: the umask decides
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

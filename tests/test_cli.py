@@ -455,3 +455,20 @@ def test_console_script(tmp_path, clock_png):
     assert "no trained default" in res.stderr
     assert "Traceback" not in res.stderr
     assert not out.exists()
+
+
+def test_an_image_too_large_to_decode_exits_2_with_a_message(capsys, tmp_path):
+    from test_reader import huge_png
+
+    code, _, err = run(
+        capsys,
+        "decompose",
+        huge_png(tmp_path / "huge.png"),
+        "--out",
+        tmp_path / "o",
+        "--direction",
+        "right-up",
+    )
+    assert code == 2
+    assert "claims 100000 x 100000 px" in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()

@@ -317,3 +317,10 @@ def test_staged_directory_output_has_normal_permissions(tmp_path):
     with io.staged_directory(dest) as tmp:
         (tmp / "a.txt").write_text("x")
     assert stat.S_IMODE(dest.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode)
+
+
+def test_a_header_claiming_too_many_pixels_is_refused_clearly(tmp_path):
+    from test_reader import huge_png
+
+    with pytest.raises(InputError, match=r"claims 100000 x 100000 px .*larger than OpenCV"):
+        io.read_image(huge_png(tmp_path / "huge.png"))

@@ -340,7 +340,31 @@ def _corrupt_files(tmp_path, rgb_image) -> list[Path]:
     png.write_bytes(png.read_bytes()[:3000])
     jpg = tmp_path / "empty.jpg"
     jpg.write_bytes(b"")
-    return [noise, png, jpg]
+    return [noise, png, jpg, huge_png(tmp_path / "huge.png")]
+
+
+def huge_png(path, side: int = 100_000):
+    """A small PNG file whose header claims side x side pixels (too many for OpenCV)."""
+    import struct
+    import zlib
+
+    ihdr = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    chunk = b"IHDR" + ihdr
+    data = zlib.compress(b"\0" * 64)
+    idat = b"IDAT" + data
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + struct.pack(">I", 13)
+        + chunk
+        + struct.pack(">I", zlib.crc32(chunk))
+        + struct.pack(">I", len(data))
+        + idat
+        + struct.pack(">I", zlib.crc32(idat))
+        + struct.pack(">I", 0)
+        + b"IEND"
+        + struct.pack(">I", zlib.crc32(b"IEND"))
+    )
+    return path
 
 
 def test_corrupt_files_give_a_notification_not_an_exception(tmp_path, rgb_image, error_messages):

@@ -280,3 +280,26 @@ def test_save_refuses_unknown_architecture(tmp_path, small_model):
     with pytest.raises(WeightsError, match="unknown architecture"):
         save_weights(small_model, tmp_path / "w.safetensors", architecture="nope", arch_args={})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_weights_files_get_the_usual_permissions(tmp_path, small_model):
+    """Not the 0600 safetensors writes: the umask decides, as for every other output."""
+    import os
+    import stat
+
+    from conftest import SMALL_ARGS
+
+    from napari_afb.weights import load_weights, save_weights
+
+    old = os.umask(0o022)
+    try:
+        path = save_weights(
+            small_model,
+            tmp_path / "w.safetensors",
+            architecture="motion_unet",
+            arch_args=SMALL_ARGS,
+        )
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    load_weights(path)  # and it is a good file

@@ -46,11 +46,14 @@ def train_command(args) -> int:
             f"{args.config} trains {cfg.model.architecture!r}, a {role}: run "
             f"'napari-afb train {role} --config {args.config}'"
         )
-    init = None
+    init = getattr(args, "init", None)
+    promote_to = None
     if getattr(args, "continue_default", False):
         from ..weights import packaged_weights
 
-        init = packaged_weights(role)
+        if init is not None:
+            raise ValueError("--init and --continue-default both name the starting weights")
+        init = promote_to = packaged_weights(role)
     with _stop_on_sigterm() as stop:
         result = train(
             cfg,
@@ -75,8 +78,10 @@ def train_command(args) -> int:
         print(f"trained {result.step} steps; weights: {result.last_weights}")
         if result.best_weights:
             print(f"best validation: {json.dumps(result.best_metrics)} -> {result.best_weights}")
-        if init is not None:
-            print(promote(result, init, role))
+        if promote_to is not None:
+            print(promote(result, promote_to, role))
+        elif init is not None and result.best_weights is None:
+            print(f"no validation of the run beat the starting weights {init}")
     return 0
 
 
