@@ -106,6 +106,8 @@ class ExportWidget(Container):
     def _on_format(self, fmt: str) -> None:
         self._bounce.enabled = fmt == "GIF"
         path = self._path.value
+        if path is not None and Path(path).expanduser().is_dir():
+            return  # a folder: the file inside it is named at export time
         if path is not None and not self._syncing and FORMATS.get(path.suffix.lower()) != fmt:
             self._syncing = True
             try:
@@ -134,7 +136,11 @@ class ExportWidget(Container):
             self._status.value = "Choose a file to save to."
             return
         fmt = self._format.value
-        path = _with_format(Path(self._path.value).expanduser(), fmt)
+        chosen = Path(self._path.value).expanduser()
+        if chosen.is_dir():  # a folder: a file named after the layer, inside it
+            path = chosen / _file_name(layer.name, fmt)
+        else:
+            path = _with_format(chosen, fmt)
         if path.is_dir():
             self._status.value = f"{path} is a folder; choose a file name."
             return
@@ -167,6 +173,12 @@ class ExportWidget(Container):
                 "finished": lambda: setattr(self._button, "enabled", True),
             },
         )
+
+
+def _file_name(layer_name: str, fmt: str) -> str:
+    """A file name for a layer: its name with path separators and odd characters replaced."""
+    stem = "".join(c if c.isalnum() or c in " ._-" else "_" for c in layer_name).strip(" .")
+    return (stem or "frames") + EXTENSION[fmt]
 
 
 def _with_format(path: Path, fmt: str) -> Path:

@@ -109,3 +109,20 @@ def test_errors_are_shown_not_raised(qtbot, viewer_and_widget, tmp_path):
     _export(qtbot, widget)
     assert widget._status.value.startswith("Export failed:")
     assert widget._button.enabled
+
+
+def test_a_folder_as_destination_gets_a_file_named_after_the_layer_inside_it(
+    qtbot, viewer_and_widget, tmp_path
+):
+    viewer, widget = viewer_and_widget
+    viewer.add_image(_frames(), name="photo frames", rgb=True)
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    widget._path.value = folder
+    for fmt in ("MP4", "GIF"):  # switching formats does not rename the folder (exports.gif)
+        widget._format.value = fmt
+        assert widget._path.value == folder
+    _export(qtbot, widget)
+    path = folder / "photo frames.gif"
+    assert path.is_file() and not (tmp_path / "exports.gif").exists()
+    assert widget._status.value == f"Saved 7 frames to {path}."
