@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/learning_curve.py LOG1.jsonl [LOG2.jsonl ...] \
         [--start-minutes 11.5] [--png curve.png] [--json curve.json]
 
+(or copies named X_log.jsonl beside X_config.json, as in docs/training).
 Logs are read in order as consecutive stages of one model (a later stage started from an earlier
 one's weights). The wall time of each stage is rebuilt from its step records (``log_every``
 steps of ``batch`` windows at the logged ``samples_per_s``, validation included), and
@@ -17,10 +18,17 @@ import sys
 from pathlib import Path
 
 
+def _config_of(log: Path) -> Path:
+    """The run's config.json beside its log.jsonl, or X_config.json beside a copy X_log.jsonl."""
+    if log.name.endswith("_log.jsonl"):
+        return log.with_name(log.name[: -len("_log.jsonl")] + "_config.json")
+    return log.parent / "config.json"
+
+
 def curve(logs: list[Path], start_minutes: float = 0.0) -> list[dict]:
     rows, offset_s, stage_step0 = [], start_minutes * 60, 0
     for stage, log in enumerate(logs):
-        config = json.loads((log.parent / "config.json").read_text())
+        config = json.loads(_config_of(log).read_text())
         batch = config["data"]["batch_size"]
         elapsed, last = 0.0, 0
         for line in log.read_text().splitlines():
@@ -69,12 +77,13 @@ def main(argv=None) -> int:
     if args.png:
         from napari_afb.training.plot import _panel
 
-        hours = [r["cpu_hours"] for r in rows]
+        minutes = [round(60 * r["cpu_hours"]) for r in rows]
         series = {
-            "gain (dB)": (hours, [r["gain_db"] for r in rows], (31, 119, 180)),
-            "shipping bar +1.5 dB": (hours, [1.5] * len(rows), (214, 39, 40)),
+            "gain (dB)": (minutes, [r["gain_db"] for r in rows], (31, 119, 180)),
+            "shipping bar +1.5 dB": (minutes, [1.5] * len(rows), (214, 39, 40)),
         }
-        _panel("validation PSNR gain over blurry vs CPU-hours", series, hline=0.0).save(args.png)
+        title = "validation PSNR gain over blurry (dB); x axis: CPU-minutes, not steps"
+        _panel(title, series, hline=0.0).save(args.png)
     return 0
 
 

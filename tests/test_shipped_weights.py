@@ -1,12 +1,19 @@
-"""The default weights that ship in the package: they load, say what they are, and deblur a
-small fixed synthetic case better than the blurry baseline."""
+"""Trained weights: the defaults that ship in the package (none yet: they load, say what they are,
+and deblur a small fixed synthetic case better than the blurry baseline), and the CPU-trained
+decomposer committed under docs/training for later runs to continue from."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from napari_afb import weights
+
+CPU_RUN = (
+    Path(__file__).resolve().parents[1] / "docs" / "training" / "motion_deconv_cpu.safetensors"
+)
 
 SHIPPED = {role: weights.PACKAGE_WEIGHTS_DIR / name for role, name in weights.DEFAULT_FILES.items()}
 needs_decomposer = pytest.mark.skipif(
@@ -31,20 +38,32 @@ def test_the_default_decomposer_loads_and_states_it_is_provisional():
     )
 
 
-@needs_decomposer
-def test_the_default_decomposer_beats_the_blurry_baseline_on_a_fixed_synthetic_case():
-    """A CC0 photo (scikit-image 'coffee') panning 12 x 6 px over the exposure, blurred in
-    linear light with 49 sub-positions; decomposed with its true guidance by the shipped
-    weights, the frames are nearer the true frames than the blurry input is, and they move."""
+def _gain_on_the_synthetic_case(weights_path=None) -> float:
+    """A CC0 photo (scikit-image 'coffee') panning 12 x 6 px over the exposure under a disc of
+    'astronaut' moving 9 x 9 px the other way, blurred in linear light with 49 sub-positions,
+    decomposed with its true guidance: the frames' PSNR gain over the blurry input (dB). Also
+    checks that the frames move."""
     from napari_afb import decompose
     from napari_afb.samples import synthetic_blur
 
     sample = synthetic_blur(
         background_motion=(12.0, 6.0), foreground_motion=(-9.0, -9.0), size=(128, 160)
     )
-    frames = decompose(sample.blurry, sample.guidance, device="cpu")
+    frames = decompose(sample.blurry, sample.guidance, weights=weights_path, device="cpu")
     assert frames.shape == sample.frames.shape
-    base = np.mean([_psnr(sample.blurry, t) for t in sample.frames])
-    ours = np.mean([_psnr(f, t) for f, t in zip(frames, sample.frames)])
-    assert ours > base + 1.0, (ours, base)
     assert np.abs(frames[0].astype(int) - frames[-1].astype(int)).mean() > 2
+    base = np.mean([_psnr(sample.blurry, t) for t in sample.frames])
+    return float(np.mean([_psnr(f, t) for f, t in zip(frames, sample.frames)]) - base)
+
+
+@needs_decomposer
+def test_the_default_decomposer_beats_the_blurry_baseline_on_a_fixed_synthetic_case():
+    assert _gain_on_the_synthetic_case() > 1.0
+
+
+@pytest.mark.skipif(not CPU_RUN.is_file(), reason="the CPU run's weights are not in this tree")
+def test_the_committed_cpu_run_loads_and_beats_the_baseline_on_the_synthetic_case():
+    """(Measured when committed: +0.81 dB; the model card has the validation figures.)"""
+    _, info = weights.load_weights(CPU_RUN)
+    assert info.architecture == "motion_deconv" and "not the default" in info.metrics["status"]
+    assert _gain_on_the_synthetic_case(CPU_RUN) > 0.4
