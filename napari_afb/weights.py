@@ -225,10 +225,15 @@ def resolve_weights(weights: str | os.PathLike | None = None, role: str = "decom
     packaged = PACKAGE_WEIGHTS_DIR / DEFAULT_FILES[role]
     if packaged.is_file():
         return packaged
+    how = {
+        "decomposer": "weights=... in Python, --weights on the command line",
+        "predictor": "predictor_weights=... in decompose(), weights=... in predict_guidance(), "
+        "--predictor on the command line",
+    }[role]
     raise WeightsError(
         f"no trained default {role} weights ship with this version of napari-afb yet. Pass a "
-        f"weights file (weights=..., or --weights on the command line) or set {ENV_VARS[role]}; "
-        f"trained default weights arrive in a later release"
+        f"weights file ({how}) or set {ENV_VARS[role]}; trained default weights arrive in a "
+        f"later release"
     )
 
 

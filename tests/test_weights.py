@@ -303,3 +303,15 @@ def test_weights_files_get_the_usual_permissions(tmp_path, small_model):
         os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
     load_weights(path)  # and it is a good file
+
+
+def test_the_no_default_message_names_the_right_flag_for_each_role(monkeypatch, tmp_path):
+    from napari_afb import weights
+
+    monkeypatch.setattr(weights, "PACKAGE_WEIGHTS_DIR", tmp_path)  # nothing ships there
+    for role, flag in (("decomposer", "--weights"), ("predictor", "--predictor")):
+        monkeypatch.delenv(weights.ENV_VARS[role], raising=False)
+        with pytest.raises(weights.WeightsError) as err:
+            weights.resolve_weights(None, role)
+        assert f"{flag} on the command line" in str(err.value)
+        assert weights.ENV_VARS[role] in str(err.value)
