@@ -42,7 +42,7 @@ def sample_job(image, n_samples, seed, *, weights, model, device, cancel):
     """
     from . import engine
     from .predict import predict_guidance
-    from .weights import cached_model
+    from .weights import cached_model, gui_message
 
     try:
         dev = engine.select_device(device)
@@ -56,7 +56,7 @@ def sample_job(image, n_samples, seed, *, weights, model, device, cancel):
             image, n_samples, seed=seed, model=model, device=str(dev), return_log_prob=True
         )
     except (ValueError, TypeError, engine.DeviceError, MemoryError) as exc:
-        return None, None, "", str(exc)  # WeightsError is a ValueError
+        return None, None, "", gui_message(exc)  # WeightsError is a ValueError
     return labels, log_prob, summary, ""
 
 

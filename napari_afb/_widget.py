@@ -88,7 +88,7 @@ def decompose_job(
     widget shows a sentence rather than a traceback. Runs in a worker thread: no Qt, no napari.
     """
     from . import engine
-    from .weights import model_on
+    from .weights import gui_message, model_on
 
     start = time.perf_counter()
     estimated = None
@@ -107,7 +107,7 @@ def decompose_job(
     except engine.Cancelled:
         return Outcome(cancelled=True)
     except (ValueError, TypeError, engine.DeviceError, MemoryError) as exc:
-        return Outcome(error=str(exc))  # WeightsError is a ValueError
+        return Outcome(error=gui_message(exc))  # WeightsError is a ValueError
     return Outcome(
         frames=frames,
         weights=summary,

@@ -39,6 +39,14 @@ class WeightsError(ValueError):
     """A weights file is missing, corrupt, tampered with or does not match its architecture."""
 
 
+class NoDefaultWeights(WeightsError):
+    """No weights were named and none ship with the package (``role`` says for which model)."""
+
+    def __init__(self, message: str, role: str):
+        super().__init__(message)
+        self.role = role
+
+
 @dataclass
 class WeightsInfo:
     """What a weights file says about itself (the metadata), and where it came from."""
@@ -207,6 +215,25 @@ def _few(names: list[str], n: int = 4) -> str:
     return ", ".join(names[:n]) + more
 
 
+#: What the napari widgets say instead of the command-line advice of :class:`NoDefaultWeights`.
+GUI_NO_DEFAULT = {
+    "decomposer": "No trained default decomposer weights ship with napari-afb yet: choose a "
+    "weights file (.safetensors) in the Weights field, or train one with Plugins > napari-afb "
+    "> Train on your videos.",
+    "predictor": "No trained default predictor weights ship with napari-afb yet: use Plugins "
+    "> napari-afb > Sample guidance from the predictor with a predictor file in its Weights "
+    "field (Decompose then takes the sample on screen from its guidance list), or train one "
+    "with Train on your videos (model: predictor).",
+}
+
+
+def gui_message(exc: Exception) -> str:
+    """The text a widget shows for ``exc``: for missing default weights, what to click."""
+    if isinstance(exc, NoDefaultWeights):
+        return GUI_NO_DEFAULT[exc.role]
+    return str(exc)
+
+
 def packaged_weights(role: str = "decomposer") -> Path:
     """The default weights file inside the package (WeightsError when none ships)."""
     path = PACKAGE_WEIGHTS_DIR / DEFAULT_FILES[role]
@@ -230,10 +257,11 @@ def resolve_weights(weights: str | os.PathLike | None = None, role: str = "decom
         "predictor": "predictor_weights=... in decompose(), weights=... in predict_guidance(), "
         "--predictor on the command line",
     }[role]
-    raise WeightsError(
+    raise NoDefaultWeights(
         f"no trained default {role} weights ship with this version of napari-afb yet. Pass a "
         f"weights file ({how}) or set {ENV_VARS[role]}; trained default weights arrive in a "
-        f"later release"
+        f"later release",
+        role,
     )
 
 

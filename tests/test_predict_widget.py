@@ -124,5 +124,7 @@ def test_sampling_without_predictor_weights_is_a_message(
     viewer.add_image(astronaut, name="blurry")
     widget = _sampler(viewer, None)
     _click_and_wait(qtbot, widget)
-    assert "no trained default predictor weights" in widget.status.text()
+    status = widget.status.text()
+    assert "No trained default predictor weights" in status and "Weights field" in status
+    assert "--weights" not in status and "--predictor" not in status
     assert [lay.name for lay in viewer.layers] == ["blurry"]

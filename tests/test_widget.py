@@ -295,7 +295,9 @@ def test_missing_weights_is_a_message_not_a_traceback(
     viewer.add_image(astronaut, name="blurry")
     widget = _decompose_widget(viewer)  # no model_override, no weights file
     _run(qtbot, widget)
-    assert "no trained default decomposer weights" in widget.status.text()
+    status = widget.status.text()
+    assert "No trained default decomposer weights" in status and "Weights field" in status
+    assert "--weights" not in status and "command line" not in status  # GUI words, not CLI
     assert [layer.name for layer in viewer.layers] == ["blurry"]
     assert widget.run_button.text() == "Run"
 
