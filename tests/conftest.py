@@ -11,18 +11,24 @@ from napari_afb import models
 SMALL_ARGS = {"n_frames": 7, "widths": [8, 16, 32], "enc_blocks": [1, 1, 2], "dec_blocks": [1, 1]}
 
 
-def perturbed_model(seed: int = 0, **overrides) -> torch.nn.Module:
-    """A seeded MotionUNet pushed far from its identity start: random residual scales and
-    output head, so frames move by several pixels and tests cannot pass by copying the input."""
+def perturbed_model(
+    seed: int = 0,
+    architecture: str = "motion_unet",
+    head: tuple[float, float] = (0.05, 0.5),
+    **overrides,
+) -> torch.nn.Module:
+    """A seeded decomposer pushed far from its identity start: random residual scales and
+    output head (weight and bias standard deviations ``head``), so frames move by several
+    pixels and tests cannot pass by copying the input."""
     args = {**SMALL_ARGS, **overrides}
     torch.manual_seed(seed)
-    model = models.build("motion_unet", **args)
+    model = models.build(architecture, **args)
     with torch.no_grad():
         for name, p in model.named_parameters():
             if name.endswith("scale"):
                 p.normal_(0.0, 0.2)
-        model.head.weight.normal_(0.0, 0.05)
-        model.head.bias.normal_(0.0, 0.5)
+        model.head.weight.normal_(0.0, head[0])
+        model.head.bias.normal_(0.0, head[1])
     return model.eval()
 
 

@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import perturbed_model
 
 from napari_afb import engine, models
 from napari_afb.flow import backward_warp
@@ -45,18 +46,11 @@ def _uniform_motion(n, h, w, dx, dy) -> torch.Tensor:
 
 
 def _perturbed(seed=0, **kw) -> torch.nn.Module:
-    torch.manual_seed(seed)
-    model = models.build("motion_deconv", **{**SMALL, **kw})
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("scale"):
-                p.normal_(0.0, 0.2)
-        model.head.weight.normal_(0.0, 0.02)
-        model.head.bias.normal_(0.0, 0.3)
-        if model.blend:  # mostly the deconvolved frames, with some of the other two
-            model.blend_head.weight.normal_(0.0, 0.02)
-            model.blend_head.bias.view(-1, 3)[:, 0] = 2.0
-    return model.eval()
+    model = perturbed_model(seed, "motion_deconv", head=(0.02, 0.3), **{**SMALL, **kw})
+    with torch.no_grad():  # the blend: mostly the deconvolved frames, some of the other two
+        model.blend_head.weight.normal_(0.0, 0.02)
+        model.blend_head.bias.view(-1, 3)[:, 0] = 2.0
+    return model
 
 
 def _onehot(labels: torch.Tensor) -> torch.Tensor:

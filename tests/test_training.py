@@ -260,6 +260,24 @@ def test_training_with_worker_processes_after_opencv_was_used(tmp_path):
     assert "steps 3" in run.stdout
 
 
+def _start_training(cfg: Path, **popen) -> subprocess.Popen:
+    """`napari-afb train decomposer --config cfg --device cpu` as a real process."""
+    command = [sys.executable, "-m", "napari_afb", "train", "decomposer", "--config", str(cfg)]
+    return subprocess.Popen(
+        [*command, "--device", "cpu"], stdout=subprocess.DEVNULL, cwd=ROOT, **popen
+    )
+
+
+def _wait_for_steps(proc: subprocess.Popen, log: Path, steps: int) -> None:
+    """Until ``log`` holds ``steps`` step records (at most 2 minutes); the run must still run."""
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if log.is_file() and sum('"ratio"' in x for x in log.read_text().splitlines()) >= steps:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be stopped"
+
+
 def test_killed_run_resumes_exactly(tmp_path):
     """A run killed (SIGKILL) part way and resumed ends with exactly the parameters of an
     uninterrupted run with the same seed."""
@@ -270,35 +288,14 @@ def test_killed_run_resumes_exactly(tmp_path):
 
     cfg = _config(tmp_path, "killed", steps)
     log = tmp_path / "killed" / "log.jsonl"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "napari_afb",
-            "train",
-            "decomposer",
-            "--config",
-            str(cfg),
-            "--device",
-            "cpu",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        cwd=ROOT,
-    )
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if log.is_file() and sum('"ratio"' in x for x in log.read_text().splitlines()) >= 3:
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run finished before it could be killed"
+    proc = _start_training(cfg, stderr=subprocess.DEVNULL)
+    _wait_for_steps(proc, log, 3)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     ckpt = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=True)
     assert 0 < ckpt["step"] < steps
-    more = {"optim.steps": ckpt["step"] + 2}
-    resumed = train(load_config(cfg, more), resume=True, device="cpu", progress=False)
-    assert resumed.step == ckpt["step"] + 2
+    resumed = train(load_config(cfg), resume=True, device="cpu", progress=False)
+    assert resumed.step == steps
     assert resumed.param_digest == whole.param_digest
 
 
@@ -367,31 +364,8 @@ def test_sigterm_stops_with_a_checkpoint_and_leaves_no_process(tmp_path):
     cfg = _config(tmp_path, "term", steps, workers=1, val_windows=0)
     marker = f"NAPARI_AFB_TEST_RUN={os.getpid()}_{time.time_ns()}"
     key, value = marker.split("=")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "napari_afb",
-            "train",
-            "decomposer",
-            "--config",
-            str(cfg),
-            "--device",
-            "cpu",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, key: value},
-    )
-    log = tmp_path / "term" / "log.jsonl"
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if log.is_file() and sum('"ratio"' in x for x in log.read_text().splitlines()) >= 2:
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run ended before it could be stopped"
+    proc = _start_training(cfg, stderr=subprocess.PIPE, text=True, env={**os.environ, key: value})
+    _wait_for_steps(proc, tmp_path / "term" / "log.jsonl", 2)
     assert len(_processes_with(marker)) >= 2  # the trainer and at least its worker
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=60)
