@@ -95,11 +95,13 @@ def build_model(weights: str | None):
     """(model, description): the decomposer from ``weights``, else the packaged default
     weights, else the default architecture untrained."""
     from napari_afb import models
-    from napari_afb.weights import DEFAULT_FILES, PACKAGE_WEIGHTS_DIR
+    from napari_afb.weights import WeightsError, packaged_weights
 
-    packaged = PACKAGE_WEIGHTS_DIR / DEFAULT_FILES["decomposer"]
-    if not weights and packaged.is_file():
-        weights = str(packaged)
+    if not weights:
+        try:
+            weights = str(packaged_weights("decomposer"))
+        except WeightsError:
+            pass  # none ship: the untrained default architecture below
     if weights:
         from napari_afb.weights import load_weights
 

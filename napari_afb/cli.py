@@ -490,8 +490,6 @@ def _info(args) -> int:
         _, info = load_weights(path)
         status = info.metrics.get("status")
         print(f"default {role} weights: {path}" + (f"\n  status: {status}" if status else ""))
-        for name, value in info.metrics.get("headline", {}).items():
-            print(f"  {name}: {value}")
         print(json.dumps(info.__dict__, indent=2, default=str) + "\n")
     return EXIT_OK
 

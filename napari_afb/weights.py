@@ -236,10 +236,14 @@ def gui_message(exc: Exception) -> str:
 
 def packaged_weights(role: str = "decomposer") -> Path:
     """The default weights file inside the package (WeightsError when none ships)."""
-    path = PACKAGE_WEIGHTS_DIR / DEFAULT_FILES[role]
+    path = _packaged_path(role)
     if not path.is_file():
         raise WeightsError(f"no default {role} weights ship with this installation ({path})")
     return path
+
+
+def _packaged_path(role: str) -> Path:
+    return PACKAGE_WEIGHTS_DIR / DEFAULT_FILES[role]
 
 
 def resolve_weights(weights: str | os.PathLike | None = None, role: str = "decomposer") -> Path:
@@ -249,7 +253,7 @@ def resolve_weights(weights: str | os.PathLike | None = None, role: str = "decom
     env = os.environ.get(ENV_VARS[role])
     if env:
         return Path(env).expanduser()
-    packaged = PACKAGE_WEIGHTS_DIR / DEFAULT_FILES[role]
+    packaged = _packaged_path(role)
     if packaged.is_file():
         return packaged
     how = {

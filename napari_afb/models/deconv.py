@@ -95,12 +95,8 @@ class MotionDeconv(MotionUNet):
             nn.init.zeros_(self.blend_head.weight)
             nn.init.zeros_(self.blend_head.bias)
         self.motion_scale = motion_scale
-        self.deconv_iters, self.substeps, self.prior, self.step = (
-            deconv_iters,
-            substeps,
-            prior,
-            step,
-        )
+        self.deconv_iters, self.substeps = deconv_iters, substeps
+        self.prior, self.step = prior, step
         keep = torch.ones(1, n_frames, 1, 1, 1)
         if n_frames % 2:
             keep[:, n_frames // 2] = 0  # the latent is the middle frame: no offset

@@ -309,7 +309,7 @@ def validation_windows(
     return windows, stats
 
 
-#: What a cached window keeps, and how: name -> (dtype on disk, shape after the crop size).
+#: What a cached window keeps: name -> dtype on disk (guidance is recomputed from the flow).
 _CACHE_FIELDS = {
     "blurry": np.float16,
     "frames": np.float16,

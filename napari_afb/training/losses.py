@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from ..guidance import AXIS_OF_LABEL, SIGN_OF_LABEL
+from ..models.decomposer import warp
 
 
 @dataclass(frozen=True)
@@ -131,8 +132,6 @@ def motion_loss(
     loss of predicting no motion at all (the untrained network), so that loss / baseline is the
     plateau ratio as for the frame loss.
     """
-    from ..models.decomposer import warp
-
     n = frames.shape[1]
     mid = frames[:, n // 2].float()
     pred, true = pred.float(), true.float()

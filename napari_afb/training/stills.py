@@ -250,19 +250,22 @@ def render_exposure(
     flow /= n_frames - 1
     blurry = linear_to_srgb(sub.mean(axis=0))
     frames = linear_to_srgb(sub[::substeps])
-    motion = _path_motion(background.path, n_frames, (h, w))
+    motion = _path_motion(background.path, n_frames, _grid(h, w))
     if mask.any():
-        motion[:, mask] = _path_motion(foreground.path, n_frames, (h, w))[:, mask]
+        motion[:, mask] = _path_motion(foreground.path, n_frames, _grid(h, w)[mask])
     return Exposure(sub, blurry, frames, flow, mask, motion)
 
 
-def _path_motion(path: MotionPath, n_frames: int, size: tuple[int, int]) -> np.ndarray:
-    """(N, H, W, 2) offsets ``G_tau^-1(p) - p`` at the frame times: where the point shown at
-    ``p`` in frame t sat at mid-exposure (the middle frame, tau = 0, when N is odd)."""
-    grid = _grid(*size).astype(np.float64)
+def _path_motion(path: MotionPath, n_frames: int, points: np.ndarray) -> np.ndarray:
+    """(N, ..., 2) offsets ``G_tau^-1(p) - p`` at the frame times for (..., 2) positions ``p``:
+    where the point shown at ``p`` in frame t sat at mid-exposure (the middle frame, tau = 0,
+    when N is odd)."""
+    p = np.asarray(points, np.float64)
     m = path.inverse(np.linspace(-0.5, 0.5, n_frames))  # (N, 2, 3)
-    pos = np.einsum("hwj,nij->nhwi", grid, m[:, :, :2]) + m[:, None, None, :, 2]
-    return (pos - grid).astype(np.float32)
+    pos = np.einsum("...j,nij->n...i", p, m[:, :, :2]) + m[:, :, 2].reshape(
+        (n_frames,) + (1,) * (p.ndim - 1) + (2,)
+    )
+    return (pos - p).astype(np.float32)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -208,6 +208,11 @@ def validate(model, windows, device, role: str = "decomposer") -> dict:
     return out
 
 
+def _onehot(labels: torch.Tensor) -> torch.Tensor:
+    """(B, H, W) guidance labels -> (B, 5, H, W) float one-hot, the decomposers' input."""
+    return torch.nn.functional.one_hot(labels, 5).permute(0, 3, 1, 2).float()
+
+
 @torch.no_grad()
 def motion_epe(model, windows, device) -> float:
     """Mean end-point error (px) of a motion-predicting decomposer's per-frame offsets against
@@ -220,8 +225,7 @@ def motion_epe(model, windows, device) -> float:
         sh, sw = h - h % model.stride, wd - wd % model.stride
         image = torch.from_numpy(w.blurry[:sh, :sw].transpose(2, 0, 1))[None].to(device)
         labels = torch.from_numpy(w.guidance[:sh, :sw].astype(np.int64))[None].to(device)
-        onehot = torch.nn.functional.one_hot(labels, 5).permute(0, 3, 1, 2).float()
-        pred = model(image, onehot, output="motion")[0].cpu()
+        pred = model(image, _onehot(labels), output="motion")[0].cpu()
         true = torch.from_numpy(w.motion[:, :sh, :sw].transpose(0, 3, 1, 2))
         errors.append(float((pred - true).norm(dim=1).mean()))
     return float(np.mean(errors)) if errors else float("nan")
@@ -236,7 +240,7 @@ def _step_loss(role, net, batch, dev, amp, cfg: TrainConfig, supervision: str = 
         if role == "predictor":
             logits = net(blurry)
         else:
-            onehot = torch.nn.functional.one_hot(guidance, 5).permute(0, 3, 1, 2).float()
+            onehot = _onehot(guidance)
             if supervision == "motion":
                 k = max(1, round(len(blurry) * cfg.loss.frames_fraction))
                 motion, pred = net(blurry, onehot, output="train", frames_of=k)
