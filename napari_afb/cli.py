@@ -274,17 +274,24 @@ def main(argv: list[str] | None = None) -> int:
         FileNotFoundError,
         ValueError,
     ) as exc:
-        print(f"napari-afb: error: {exc}", file=sys.stderr)
+        print(f"napari-afb: error: {_said(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except (KeyboardInterrupt, Cancelled):
         print("napari-afb: interrupted; nothing was written", file=sys.stderr)
         return EXIT_INTERRUPTED
     except MemoryError as exc:
-        print(f"napari-afb: out of memory: {exc}; try a smaller --tile", file=sys.stderr)
+        advice = "" if hasattr(exc, "cli_message") else "; try a smaller --tile"
+        print(f"napari-afb: out of memory: {_said(exc)}{advice}", file=sys.stderr)
         return EXIT_FAILED
     except OSError as exc:  # e.g. a full disk while writing; nothing half-written remains
         print(f"napari-afb: failed: {exc}", file=sys.stderr)
         return EXIT_FAILED
+
+
+def _said(exc: BaseException) -> str:
+    """An error's message for the command line: its ``cli_message`` (options spelled as flags,
+    ``--device cpu``) where it has one, else its text (which may say ``device='cpu'``)."""
+    return str(getattr(exc, "cli_message", None) or exc)
 
 
 def _run_kwargs(args) -> dict:

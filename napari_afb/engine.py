@@ -8,6 +8,7 @@ that sum to one, and the blend is accumulated one row of tiles at a time.
 
 from __future__ import annotations
 
+import time
 import warnings
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
@@ -31,7 +32,22 @@ class Cancelled(Exception):
 
 
 class DeviceError(RuntimeError):
-    """The requested compute device is not available."""
+    """The requested compute device is not available.
+
+    ``str(error)`` names the way out as the Python API spells it (``device='cpu'``);
+    ``error.cli_message`` says the same with the command line's flag (``--device cpu``).
+    """
+
+    def __init__(self, message: str, cli_message: str | None = None):
+        super().__init__(message)
+        self.cli_message = cli_message or message
+
+
+def _with_cli_message(exc: BaseException, cli_message: str) -> BaseException:
+    """``exc`` (worded for the Python API) with the command line's wording attached: the CLI
+    prints ``exc.cli_message`` where there is one."""
+    exc.cli_message = cli_message
+    return exc
 
 
 @dataclass(frozen=True)
@@ -63,24 +79,33 @@ def select_device(device: str | torch.device = "auto") -> torch.device:
         return torch.device("cpu")
     if name == "cuda" or name.startswith("cuda:"):
         if torch.version.cuda is None:
-            raise DeviceError(
-                f"device {device!r} asked for, but this PyTorch ({torch.__version__}) was built "
-                f"without CUDA; install a CUDA build of torch or use device='cpu'"
+            raise _unavailable(
+                name,
+                f"this PyTorch ({torch.__version__}) was built without CUDA",
+                "install a CUDA build of torch or use",
             )
         if not torch.cuda.is_available():
-            raise DeviceError(f"device {device!r} asked for, but no CUDA GPU is visible")
+            raise _unavailable(name, "no CUDA GPU is visible", "use")
         dev = torch.device(name)
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise DeviceError(
-                f"device {device!r} asked for, but only {torch.cuda.device_count()} CUDA "
-                f"device(s) exist"
-            )
+            raise _unavailable(name, f"only {torch.cuda.device_count()} CUDA device(s) exist")
         return dev
     if name == "mps":
         if not _mps_available():
-            raise DeviceError("device 'mps' asked for, but Apple's MPS backend is not available")
+            raise _unavailable(name, "Apple's MPS backend is not available", "use")
         return torch.device("mps")
-    raise DeviceError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
+    raise DeviceError(
+        f"unknown device {str(device)!r}: use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'",
+        f"unknown device {str(device)!r}: use --device auto, cpu, cuda, cuda:N or mps",
+    )
+
+
+def _unavailable(name: str, why: str, way_out: str = "") -> DeviceError:
+    """'device X asked for, but <why>[; <way_out> the CPU]', in the API's words and the CLI's."""
+    api, cli = f"device {name!r} asked for, but {why}", f"--device {name} asked for, but {why}"
+    if way_out:
+        api, cli = f"{api}; {way_out} device='cpu'", f"{cli}; {way_out} --device cpu"
+    return DeviceError(api, cli)
 
 
 def _mps_available() -> bool:
@@ -229,12 +254,13 @@ def decompose_iter(
     n_frames = int(model.n_frames)
     if tile is None:
         tile = DEFAULT_TILE.get(device.type, 1024)
+    asked_tile, asked_overlap = tile, overlap
     if tile <= 0:
         tile = _round_up(max(h, w), stride)
     tile = max(_round_up(tile, stride), stride)
     overlap = _round_up(max(overlap, 0), stride)
     if tile < max(h, w) and tile < 2 * overlap + stride:
-        raise ValueError(f"tile ({tile} px) must exceed twice the overlap ({overlap} px)")
+        raise _tile_too_small(asked_tile, asked_overlap, overlap, stride)
     amp = autocast_dtype(device, precision)
     model = model.eval()
 
@@ -249,9 +275,10 @@ def decompose_iter(
                 torch.cuda.empty_cache()
             smaller = max(_round_up(tile // 2, stride), stride)
             if tile <= MIN_TILE or smaller < 2 * overlap + stride:  # no smaller tiling is valid
-                raise MemoryError(
-                    f"out of memory on {device} even with {tile}-px tiles; free GPU memory, "
-                    f"use a smaller overlap, or use device='cpu'"
+                why = f"out of memory on {device} even with {tile}-px tiles; free GPU memory"
+                raise _with_cli_message(
+                    MemoryError(f"{why}, use a smaller overlap, or use device='cpu'"),
+                    f"{why}, use a smaller --overlap, or use --device cpu",
                 ) from None
             msg = (
                 f"out of memory on {device} with {tile}-px tiles; retrying with {smaller}-px tiles"
@@ -316,6 +343,26 @@ def _round_up(v: int, m: int) -> int:
     return -(-int(v) // m) * m
 
 
+def _tile_too_small(asked_tile: int, asked_overlap: int, overlap: int, stride: int) -> ValueError:
+    """The error for a tile that cannot hold two overlaps: it names the values as given and the
+    smallest tile that works with that overlap (in the API's words and the CLI's)."""
+    least = 2 * overlap + stride
+    rounded = f", {overlap} px once rounded up" if overlap != asked_overlap else ""
+    why = (
+        f"is too small for an overlap of {asked_overlap} px{rounded}: a tile must be at least "
+        f"{least} px (twice the overlap plus the network's stride of {stride} px; tile sides "
+        f"are rounded up to a multiple of {stride})"
+    )
+    return _with_cli_message(
+        ValueError(
+            f"tile={asked_tile} {why}; use tile={least} or more, tile=0 for the whole image at "
+            f"once, or a smaller overlap"
+        ),
+        f"--tile {asked_tile} {why}; use --tile {least} or more, --tile 0 for the whole image "
+        f"at once, or a smaller --overlap",
+    )
+
+
 def run(gen: Generator[Progress, None, np.ndarray], progress=None):
     """Drive a work generator to its end; ``progress`` (a callable) receives each Progress."""
     try:
@@ -336,21 +383,34 @@ def drive(gen, progress=False, *, desc: str, unit: str):
 
 
 def run_with_bar(gen: Generator[Progress, None, object], *, desc: str, unit: str):
-    """Drive a work generator with a tqdm progress bar (created at the first counted step);
-    messages without a count (model loading, an out-of-memory retry) are printed."""
+    """Drive a work generator with a tqdm progress bar; messages without a count (model
+    loading, an out-of-memory retry) are printed.
+
+    The bar appears at the first counted step, which a generator reports only once that step's
+    work is done. Its clock is set back to when that work began (the start, or the last message
+    without a count), so the first rate shown is a measured one, not one step in no time
+    (which tqdm showed as some 100000 tiles/s), and the elapsed time includes the first step.
+    """
     from tqdm.auto import tqdm
 
     bar = None
+    began = time.monotonic()  # when the counted work began
 
     def update(p: Progress) -> None:
-        nonlocal bar
-        if p.total and bar is None:
-            bar = tqdm(total=p.total, unit=unit, desc=desc)
-        if bar is not None and p.total:
+        nonlocal bar, began
+        if p.total:
+            if bar is None or bar.total != p.total or p.done < bar.n:  # first count, or a retry
+                if bar is None:
+                    bar = tqdm(total=p.total, unit=unit, desc=desc)
+                else:
+                    bar.reset(total=p.total)
+                if not bar.disable:  # (a disabled bar, TQDM_DISABLE=1, keeps no clock)
+                    bar.start_t -= time.monotonic() - began
             bar.n = p.done
             bar.refresh()
         elif p.message:
             (bar.write if bar is not None else print)(p.message)
+            began = time.monotonic()
 
     try:
         return run(gen, update)

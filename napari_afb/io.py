@@ -11,7 +11,9 @@ import contextlib
 import os
 import secrets
 import shutil
+import struct
 from collections.abc import Iterator
+from io import BytesIO
 from pathlib import Path
 
 import cv2
@@ -19,6 +21,15 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from .guidance import COLORS, check_guidance
+
+# FFmpeg (inside OpenCV) prints its own messages to the process's stderr from C, past Python:
+# a truncated or fake video makes it print "[mov,mp4,...] moov atom not found" beside our own
+# error, and seeking H.264 makes it warn about slices it skips on its way to the frame (the
+# frames are right: checked frame by frame against sequential decoding on the clips in
+# ../shared/data). OpenCV reads this level once, when its FFmpeg backend first opens a file or
+# a writer (not at import), so it is set here, in the module that everything in this package
+# reading or writing video imports first. A level the user set is kept.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 #: The image files read_image is meant for (the reader and the training data use this list).
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
@@ -156,14 +167,66 @@ def write_png(path: Path, image: np.ndarray) -> None:
 
 
 def write_gif(path: Path, frames: np.ndarray, fps: float = 10.0, bounce: bool = False) -> None:
-    """Write (N, H, W[, C]) frames as a looping animated GIF. ``bounce`` plays forward then back."""
+    """Write (N, H, W[, C]) frames as a looping animated GIF. ``bounce`` plays forward then back.
+
+    Every frame is kept and shown for 1/fps s (GIF counts in 10 ms, at least 20 ms), also when
+    consecutive frames are identical. Pillow's animated-GIF writer merges identical neighbours
+    into one longer frame (7 equal frames at 10 fps became one 700-ms still), so Pillow encodes
+    each frame on its own, with its own palette as in Pillow's animations, and the frames are
+    put together here.
+    """
     if not fps > 0:
         raise ValueError(f"the frame rate must be positive, got {fps}")
     frames = to_uint8(frames)
-    seq = list(frames) + (list(frames[-2:0:-1]) if bounce else [])
-    images = [Image.fromarray(f[..., :3] if f.ndim == 3 else f) for f in seq]
-    duration = max(int(round(1000 / fps)), 20)
-    images[0].save(path, save_all=True, append_images=images[1:], duration=duration, loop=0)
+    order = list(range(len(frames))) + (list(range(len(frames) - 2, 0, -1)) if bounce else [])
+    encoded = [_gif_frame(Image.fromarray(f[..., :3] if f.ndim == 3 else f)) for f in frames]
+    delay = max(int(round(100 / fps)), 2)  # hundredths of a second
+    h, w = frames.shape[1:3]
+    out = bytearray(b"GIF89a")
+    out += struct.pack("<HHBBB", w, h, 0x70, 0, 0)  # no global colour table: each frame has one
+    out += b"\x21\xff\x0bNETSCAPE2.0\x03\x01\x00\x00\x00"  # loop forever
+    for k in order:
+        descriptor, transparency = encoded[k]
+        flags = 0x04 | (1 if transparency is not None else 0)  # disposal 1: leave in place
+        out += b"\x21\xf9\x04" + struct.pack("<BHBB", flags, delay, transparency or 0, 0)
+        out += descriptor
+    out += b"\x3b"
+    Path(path).write_bytes(bytes(out))
+
+
+def _gif_frame(image: Image.Image) -> tuple[bytes, int | None]:
+    """One image as Pillow encodes it in a GIF: (its image descriptor with a local colour table
+    and the compressed data, its transparent index or None)."""
+    buf = BytesIO()
+    image.save(buf, format="GIF")
+    data = buf.getvalue()
+    screen_flags, pos = data[10], 13
+    table = b""
+    if screen_flags & 0x80:  # Pillow's global colour table becomes the frame's local one
+        size = 3 << ((screen_flags & 7) + 1)
+        table, pos = data[pos : pos + size], pos + size
+    transparency = None
+    while data[pos] == 0x21:  # extensions: keep the transparent index, drop the rest
+        if data[pos + 1] == 0xF9 and data[pos + 3] & 1:
+            transparency = data[pos + 6]
+        pos += 2
+        while data[pos]:
+            pos += data[pos] + 1
+        pos += 1
+    if data[pos] != 0x2C:
+        raise RuntimeError(f"unexpected GIF block {data[pos]:#x} from Pillow")
+    descriptor = bytearray(data[pos : pos + 10])
+    end = pos + 10
+    if descriptor[9] & 0x80:  # a local table already: it follows the descriptor
+        end += 3 << ((descriptor[9] & 7) + 1)
+        table = b""
+    elif table:
+        descriptor[9] = (descriptor[9] & 0x40) | 0x80 | (screen_flags & 7)  # keep interlacing
+    end += 1  # LZW minimum code size, then data sub-blocks up to an empty one
+    while data[end]:
+        end += data[end] + 1
+    end += 1
+    return bytes(descriptor) + table + data[pos + 10 : end], transparency
 
 
 @contextlib.contextmanager

@@ -7,6 +7,7 @@ loading it. It imports no napari and no Qt: the core can use it too.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import operator
 import os
@@ -19,9 +20,7 @@ import numpy as np
 
 from .io import InputError
 
-# Seeking H.264 makes FFmpeg warn about slices it skips on its way to the frame; the frames are
-# right (checked frame by frame against sequential decoding on the clips in ../shared/data).
-os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+# FFmpeg's own log is silenced in .io (imported above), before any capture or writer opens.
 
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm"}
 
@@ -159,10 +158,13 @@ class VideoArray:
 
     def _capture(self) -> cv2.VideoCapture:
         if self._cap is None:
-            # FFmpeg first: its seeking by frame number is what was checked to be exact.
-            cap = cv2.VideoCapture(str(self.path), cv2.CAP_FFMPEG)
-            if not cap.isOpened():
-                cap = cv2.VideoCapture(str(self.path))
+            # FFmpeg first: its seeking by frame number is what was checked to be exact. OpenCV
+            # warns ("backend is generally available but can't be used to capture by name")
+            # for a file no backend opens; the InputError below says it plainly instead.
+            with _opencv_quiet():
+                cap = cv2.VideoCapture(str(self.path), cv2.CAP_FFMPEG)
+                if not cap.isOpened():
+                    cap = cv2.VideoCapture(str(self.path))
             if not cap.isOpened():
                 raise InputError(
                     f"cannot read {self.path}: not a video OpenCV can decode, or corrupt"
@@ -270,6 +272,34 @@ class VideoArray:
         self._cache[k] = frame
         while len(self._cache) > self._cache_frames:
             self._cache.popitem(last=False)
+
+
+_quiet_lock = threading.Lock()
+_quiet_depth = 0
+_quiet_saved: int | None = None
+
+
+@contextlib.contextmanager
+def _opencv_quiet():
+    """OpenCV's own log (its ``[ WARN:...]`` lines) at errors only, for the duration; the level
+    the process had comes back afterwards, also when captures open in several threads at once."""
+    global _quiet_depth, _quiet_saved
+    logging = getattr(getattr(cv2, "utils", None), "logging", None)
+    if logging is None:  # an OpenCV without the logging API
+        yield
+        return
+    with _quiet_lock:
+        if _quiet_depth == 0:
+            _quiet_saved = logging.getLogLevel()
+            logging.setLogLevel(min(_quiet_saved, logging.LOG_LEVEL_ERROR))
+        _quiet_depth += 1
+    try:
+        yield
+    finally:
+        with _quiet_lock:
+            _quiet_depth -= 1
+            if _quiet_depth == 0:
+                logging.setLogLevel(_quiet_saved)
 
 
 def _positive(value: float) -> float | None:

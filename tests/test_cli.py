@@ -472,3 +472,155 @@ def test_an_image_too_large_to_decode_exits_2_with_a_message(capsys, tmp_path):
     assert code == 2
     assert "claims 100000 x 100000 px" in err and "Traceback" not in err
     assert not (tmp_path / "o").exists()
+
+
+# ------------------------------------------------------------------------------------------
+# What the terminal shows: the progress bar, and messages in the command line's own words
+
+
+def test_progress_bar_first_rate_is_measured(tmp_path, capsys, small_png, weights_file):
+    """The bar was made when the first tile had already finished, and its first reading was
+    1 tile in no time: '1/20 [00:00<00:00, 102300.12tile/s]'."""
+    from test_engine import _bar_rates
+
+    code, _, err = run(
+        capsys, "decompose", small_png, "--direction", "right-up", "--out", tmp_path / "o",
+        "--weights", weights_file, "--device", "cpu", "--tile", "40", "--overlap", "16",
+    )  # fmt: skip
+    assert code == 0, err
+    readings = [r for r in err.split("\r") if "tile" in r]
+    assert "20/20" in readings[-1]  # 4 x 5 tiles of 40 px over the 96 x 128 image
+    rates = _bar_rates(err)
+    assert len(rates) >= 2, err
+    first, overall = rates[0], rates[-1]
+    assert first < 10 * overall, readings[:3]  # the same work per tile: the same order of rate
+
+
+def test_a_tile_too_small_is_refused_with_the_value_given(
+    tmp_path, capsys, small_png, weights_file
+):
+    code, _, err = run(
+        capsys, "decompose", small_png, "--direction", "right-up", "--out", tmp_path / "o",
+        "--weights", weights_file, "--device", "cpu", "--tile", "7",
+    )  # fmt: skip
+    assert code == 2
+    # the 7 asked for (not the 8 px it was rounded up to), and what is allowed, as flags; the
+    # test model's stride is 4: twice the default 128-px overlap plus 4
+    assert err.startswith("napari-afb: error: --tile 7 is too small")
+    assert "(8 px)" not in err and "tile=" not in err
+    assert "--tile 260 or more" in err and "--tile 0" in err and "--overlap" in err
+    assert "multiple of 4" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_an_unavailable_cuda_names_the_flag(tmp_path, capsys, small_png, weights_file, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.version, "cuda", None)  # a CPU-only build, also on a GPU machine
+    code, _, err = run(
+        capsys, "decompose", small_png, "--direction", "right-up", "--out", tmp_path / "o",
+        "--weights", weights_file, "--device", "cuda",
+    )  # fmt: skip
+    assert code == 2
+    assert "--device cuda asked for" in err and "built without CUDA" in err
+    assert "use --device cpu" in err and "device='cpu'" not in err
+
+
+def test_out_of_memory_at_the_smallest_tile_names_the_flags(
+    tmp_path, capsys, small_png, weights_file, monkeypatch
+):
+    import torch
+
+    class Never(torch.nn.Module):
+        n_frames, stride = 7, 8
+
+        def forward(self, x, g):
+            raise torch.OutOfMemoryError("CUDA out of memory.")
+
+    def decompose(image, guidance, **kw):
+        from napari_afb import engine
+
+        cpu = torch.device("cpu")  # 64-px tiles: the smallest the engine tries, no retry
+        gen = engine.decompose_iter(image, guidance, model=Never(), device=cpu, tile=64, overlap=16)
+        return engine.run(gen)
+
+    monkeypatch.setattr(api, "decompose", decompose)
+    code, _, err = run(
+        capsys, "decompose", small_png, "--direction", "right-up", "--out", tmp_path / "o",
+        "--weights", weights_file, "--device", "cpu",
+    )  # fmt: skip
+    assert code == 1
+    assert "even with 64-px tiles" in err and "--device cpu" in err and "--overlap" in err
+    assert "device='cpu'" not in err and "smaller --tile" not in err  # it had the smallest
+
+
+def _truncated_mp4(tmp_path) -> Path:
+    import cv2
+
+    path = tmp_path / "cut.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (64, 48))
+    for t in range(20):
+        writer.write(np.full((48, 64, 3), 10 * t, np.uint8))
+    writer.release()
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])  # mp4v puts its index (moov) at the end: gone
+    return path
+
+
+def _text_as_mp4(tmp_path) -> Path:
+    path = tmp_path / "notes.mp4"
+    path.write_text("not a video, only text with a video's name\n" * 20)
+    return path
+
+
+def _quiet_env() -> dict:
+    """The user's environment, without any OpenCV/FFmpeg log setting of ours or theirs."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("OPENCV_")}
+
+
+def _leaked(stderr: str) -> list[str]:
+    """Lines of stderr that come from OpenCV or FFmpeg rather than from napari-afb."""
+    marks = ("[mov,mp4", "moov atom", "ffmpeg", "[ warn", "videoio", "cap.cpp")
+    return [line for line in stderr.splitlines() if any(m in line.lower() for m in marks)]
+
+
+@pytest.mark.parametrize("make", [_truncated_mp4, _text_as_mp4], ids=["truncated", "text"])
+def test_a_bad_video_shows_only_our_error(tmp_path, make):
+    """FFmpeg and OpenCV print to the process's stderr from C ('[mov,mp4,...] moov atom not
+    found', '[ WARN:0@0.06] global cap.cpp:212 open VIDEOIO(FFMPEG): backend is generally
+    available but can't be used to capture by name'); the user should see our message only."""
+    path = make(tmp_path)
+    res = subprocess.run(
+        [SCRIPT, "inspect-data", path], capture_output=True, text=True, env=_quiet_env(),
+        timeout=300,
+    )  # fmt: skip
+    assert res.returncode == 2, res.stderr
+    assert f"napari-afb: error: cannot read {path}" in res.stderr
+    assert "not a video OpenCV can decode" in res.stderr
+    assert _leaked(res.stderr) == []
+    assert "Traceback" not in res.stderr
+
+
+def test_a_bad_video_after_an_mp4_export_shows_no_ffmpeg_lines(tmp_path):
+    """FFmpeg's log level is read once, when OpenCV first opens a capture *or a writer*: an MP4
+    exported first (the napari export widget, before any video is opened) used to fix it at
+    FFmpeg's default, and a bad video opened afterwards printed 'moov atom not found'."""
+    bad = _text_as_mp4(tmp_path)
+    script = (
+        "import sys, numpy as np\n"
+        "from napari_afb.export import export_frames\n"
+        "export_frames(np.zeros((3, 32, 32, 3), np.uint8), sys.argv[1])\n"
+        "from napari_afb.video import VideoArray\n"
+        "from napari_afb.io import InputError\n"
+        "try:\n"
+        "    VideoArray(sys.argv[2])\n"
+        "except InputError as exc:\n"
+        "    print('refused:', exc)\n"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", script, tmp_path / "first.mp4", bad], capture_output=True,
+        text=True, env=_quiet_env(), timeout=300,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert "refused: cannot read" in res.stdout
+    assert _leaked(res.stderr) == [] and res.stderr.strip() == ""

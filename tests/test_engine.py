@@ -258,3 +258,100 @@ def test_cuda_bf16_agrees_with_cpu(rgb_image, random_guidance):
         )
     )
     assert np.abs(cpu.astype(int) - gpu.astype(int)).mean() < 3
+
+
+# ------------------------------------------------------------ messages and the progress bar
+
+
+def _bar_rates(text: str) -> list[float]:
+    """Steps per second in each reading of a tqdm bar ("12.5tile/s" or "1.06s/tile")."""
+    import re
+
+    rates = []
+    for number, unit in re.findall(r"(\d+(?:\.\d+)?)(s/tile|tile/s)", text):
+        rates.append(float(number) if unit == "tile/s" else 1 / float(number))
+    return rates
+
+
+def test_progress_bar_first_rate_is_a_measured_one(capsys):
+    """A generator reports a step once its work is done; the bar, made at that first report,
+    showed 1 tile in no time (some 100000 tiles/s). Its first rate is now the real one."""
+    import time
+
+    def work():
+        yield Progress(0, 0, "loading the model")  # time before this is not the tiles' time
+        for done in range(1, 4):
+            time.sleep(0.2)
+            yield Progress(done, 3, f"tile {done} of 3")
+        return "result"
+
+    time.sleep(0.3)  # the run starts late: this wait is not part of any tile either
+    assert engine.run_with_bar(work(), desc="decompose", unit="tile") == "result"
+    err = capsys.readouterr().err
+    rates = _bar_rates(err)
+    assert rates, err
+    assert max(rates) < 1 / 0.15, err  # 0.2 s a tile: 5 tiles/s, never thousands
+
+
+def test_progress_bar_restarts_its_clock_when_a_retry_retiles(capsys):
+    import time
+
+    def work():
+        time.sleep(0.2)
+        yield Progress(1, 4, "tile 1 of 4")
+        yield Progress(0, 0, "out of memory with 256-px tiles; retrying with 128-px tiles")
+        for done in range(1, 3):
+            time.sleep(0.2)
+            yield Progress(done, 9, f"tile {done} of 9")
+
+    engine.run_with_bar(work(), desc="decompose", unit="tile")
+    out, err = capsys.readouterr()
+    assert "retrying" in out and "2/9 [" in err
+    assert max(_bar_rates(err)) < 1 / 0.15, err
+
+
+def test_a_tile_too_small_names_the_value_given(rgb_image, random_guidance, small_model):
+    g = random_guidance(rgb_image.shape[:2])
+    with pytest.raises(ValueError) as exc:
+        _run(rgb_image, g, small_model, tile=7, overlap=32)
+    api = str(exc.value)
+    # the value given (not the 8 it was rounded up to), the rule and the smallest tile allowed
+    # (small_model's stride is 4: twice 32 plus 4)
+    assert "tile=7 " in api and "(8 px)" not in api
+    assert "at least 68 px" in api and "multiple of 4" in api and "tile=0" in api
+    assert "--tile 7 " in exc.value.cli_message and "--tile 68 or more" in exc.value.cli_message
+    with pytest.raises(ValueError, match="overlap of 30 px, 32 px once rounded up"):
+        _run(rgb_image, g, small_model, tile=7, overlap=30)
+    assert _run(rgb_image, g, small_model, tile=68, overlap=32).shape[0] == 7  # the least works
+
+
+def test_device_errors_say_device_for_the_api_and_the_flag_for_the_cli(monkeypatch):
+    monkeypatch.setattr(torch.version, "cuda", None)  # a CPU-only build, also on a GPU machine
+    with pytest.raises(DeviceError) as exc:
+        engine.select_device("cuda")
+    assert "device='cpu'" in str(exc.value) and "--device" not in str(exc.value)
+    assert "--device cuda asked for" in exc.value.cli_message
+    assert "--device cpu" in exc.value.cli_message and "device='cpu'" not in exc.value.cli_message
+    with pytest.raises(DeviceError) as exc:
+        engine.select_device("tpu")
+    assert "--device auto, cpu, cuda" in exc.value.cli_message
+
+
+def test_a_disabled_progress_bar_still_runs_the_work(monkeypatch, capsys):
+    """TQDM_DISABLE=1 makes tqdm bars that keep no clock: setting it back must not fail."""
+    import tqdm.auto
+
+    class Disabled(tqdm.auto.tqdm):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **{**kwargs, "disable": True})
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Disabled)
+
+    def work():
+        yield Progress(1, 2, "tile 1 of 2")
+        yield Progress(0, 0, "retrying with smaller tiles")
+        yield Progress(1, 5, "tile 1 of 5")
+        return "result"
+
+    assert engine.run_with_bar(work(), desc="decompose", unit="tile") == "result"
+    assert "retrying" in capsys.readouterr().out

@@ -58,6 +58,34 @@ def test_gif_bounce_plays_forward_then_back_without_repeating_the_ends(tmp_path)
     assert [_nearest(f, frames) for f in read] == [0, 1, 2, 3, 4, 5, 6, 5, 4, 3, 2, 1]
 
 
+@pytest.mark.parametrize(("bounce", "n_shown"), [(False, 7), (True, 12)])
+@pytest.mark.parametrize("grey", [False, True], ids=["rgb", "grey"])
+def test_gif_of_identical_frames_keeps_every_frame_and_its_duration(
+    tmp_path, bounce, n_shown, grey
+):
+    """Pillow's GIF writer merges identical neighbouring frames: 7 equal frames at 10 fps
+    became one 700-ms still. A static scene decomposes into equal frames; they must all play."""
+    still = _moving_frames(n=1)[0]
+    frames = np.stack([still[..., 1] if grey else still] * 7)
+    read, durations = _read_gif(export_frames(frames, tmp_path / "s.gif", fps=10, bounce=bounce))
+    assert len(read) == n_shown
+    assert durations == [100] * n_shown
+    with Image.open(tmp_path / "s.gif") as im:
+        assert im.n_frames == n_shown and im.info["loop"] == 0
+    for shown in read:
+        assert np.array_equal(shown, read[0])
+    expected = np.repeat(frames[0][..., None], 3, axis=-1) if grey else frames[0]
+    assert np.abs(read[0].astype(int) - expected).mean() < 3  # GIF's 256 colours, no more
+
+
+def test_gif_keeps_identical_frames_between_different_ones(tmp_path):
+    frames = _moving_frames(n=3)
+    frames = frames[[0, 1, 1, 1, 2, 2, 0]]
+    read, durations = _read_gif(export_frames(frames, tmp_path / "r.gif", fps=4))
+    assert [_nearest(f, frames[[0, 1, 4]]) for f in read] == [0, 1, 1, 1, 2, 2, 0]
+    assert durations == [250] * 7
+
+
 def test_gif_of_grey_uint16_frames_is_8_bit_grey(tmp_path):
     grey16 = _to16(_moving_frames()[..., 1])
     read, _ = _read_gif(export_frames(grey16, tmp_path / "g.gif"))
