@@ -352,3 +352,61 @@ def test_promote_replaces_the_default_in_fp16_when_the_best_beats_it(tmp_path):
         assert f.get_tensor("head.weight").dtype == torch.float16
     log = json.loads((tmp_path / "log.jsonl").read_text().splitlines()[-1])
     assert log["promoted"] is True
+
+
+# ------------------------------------------------------------------------------ blur cues
+
+
+def test_blur_cues_dip_at_the_blur_length():
+    """A horizontal box blur of L px of a real photo leaves the horizontal derivative's
+    autocorrelation high at lags up to L / 2 (higher than the vertical one) and most negative
+    near lag L. (Below about 8 px a photo's own texture correlation hides the dip: the cue is for the longer blurs,
+    whose length the plain network underestimated most.)"""
+    from skimage import data
+
+    from napari_afb.models.deconv import CUE_LAGS, blur_cues
+
+    grey = data.astronaut()[:256, 128:384].mean(axis=2).astype(np.float32) / 255
+    for length in (11, 16, 22):
+        kernel = np.ones(length, np.float32) / length
+        blurred = np.stack([np.convolve(row, kernel, mode="same") for row in grey])
+        image = torch.from_numpy(np.repeat(blurred[None], 3, 0))[None]
+        cues = blur_cues(image)[0, :, 48:208, 48:208].mean(dim=(1, 2))
+        per_dir = cues.view(4, len(CUE_LAGS) + 1)
+        horizontal, vertical = per_dir[0, 1:], per_dir[1, 1:]
+        lag = CUE_LAGS[int(torch.argmin(horizontal))]
+        assert abs(lag - length) <= 0.3 * length, (length, lag, horizontal)
+        short = [k for k, lag_k in enumerate(CUE_LAGS) if lag_k <= length / 2]
+        assert horizontal[short].min() > 0.1 and horizontal.min() < 0, horizontal
+        assert horizontal[short].mean() > vertical[short].mean() + 0.1, (horizontal, vertical)
+
+
+def test_a_model_grown_with_blur_cues_computes_what_it_did():
+    from napari_afb.models.deconv import N_CUES, with_blur_cues
+
+    model = _perturbed(4, motion_scale=1.0)
+    grown = with_blur_cues(model, **SMALL, motion_scale=1.0).eval()
+    assert grown.stem.in_channels == model.stem.in_channels + N_CUES
+    image = _photo(48, 64)
+    guidance = _onehot(torch.randint(0, 5, (1, 48, 64), generator=torch.Generator().manual_seed(0)))
+    with torch.no_grad():
+        assert torch.equal(model(image, guidance), grown(image, guidance))
+        grown.stem.weight[:, -N_CUES:].normal_(0.0, 0.5)  # once it learns to use them, they count
+        assert not torch.allclose(model(image, guidance), grown(image, guidance))
+    with pytest.raises(ValueError, match="already"):
+        with_blur_cues(grown, **SMALL, blur_cues=True)
+
+
+def test_tiles_agree_with_blur_cues(rgb_image, random_guidance):
+    """The cues reach 40 px: tiles with the default overlap still give the whole image."""
+    model = _perturbed(5, motion_scale=1.0, blur_cues=True)
+    with torch.no_grad():
+        model.stem.weight[:, -10:].normal_(0.0, 0.3)
+    big = np.tile(rgb_image, (2, 2, 1))  # 394 x 446
+    guidance = random_guidance(big.shape[:2])
+    image = big.astype(np.float32) / 255
+    run = engine.run
+    whole = run(engine.decompose_iter(image, guidance, model=model, device=CPU, tile=0))
+    tiled = run(engine.decompose_iter(image, guidance, model=model, device=CPU, tile=288))
+    assert np.abs(whole - image[None]).mean() > 0.005
+    assert np.abs(whole - tiled).max() < 1.5 / 255

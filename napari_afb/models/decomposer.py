@@ -80,9 +80,13 @@ class MotionUNet(nn.Module):
         taus = torch.linspace(-1.0, 1.0, n_frames)
         self.register_buffer("taus", taus.view(1, n_frames, 1, 1, 1), persistent=False)
 
+    def inputs(self, image: torch.Tensor, guidance: torch.Tensor) -> torch.Tensor:
+        """What the stem sees: the image in [-1, 1] and the guidance, (B, 3 + G, H, W)."""
+        return torch.cat([image * 2 - 1, guidance], dim=1)
+
     def features(self, image: torch.Tensor, guidance: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W), (B, G, H, W) -> (B, widths[0], H, W) decoder features."""
-        x = self.stem(torch.cat([image * 2 - 1, guidance], dim=1))
+        x = self.stem(self.inputs(image, guidance))
         skips = []
         for level, block in enumerate(self.encoder):
             x = block(x)

@@ -54,6 +54,10 @@ class MotionDeconv(MotionUNet):
         from the deconvolved latent with the blurry input warped by the motion and the blurry
         input itself: where the motion is uncertain, sharp frames at the wrong place score
         worse than blurry ones, and the blend learns where to trust which.
+    blur_cues : also feed the stem :func:`blur_cues` of the image (the local autocorrelation of
+        its directional derivatives at :data:`CUE_LAGS`): a blur of length L along a direction
+        leaves a dip at lag L there, an explicit hint of the blur's *length*, which the plain
+        network regressed towards the mean. Off in weights files from before it existed.
 
     ``forward(image (B, 3, H, W), guidance one-hot (B, G, H, W)) -> frames (B, N, 3, H, W)``;
     :meth:`predict_motion` gives the offsets alone, (B, N, 2, H, W).
@@ -72,6 +76,7 @@ class MotionDeconv(MotionUNet):
         prior: float = 0.003,
         step: float = 1.5,
         blend: bool = True,
+        blur_cues: bool = False,
     ):
         super().__init__(
             n_frames=n_frames,
@@ -86,6 +91,9 @@ class MotionDeconv(MotionUNet):
                 f"need deconv_iters >= 0, substeps >= 1, prior >= 0, 0 < step < 2; got "
                 f"{deconv_iters}, {substeps}, {prior}, {step}"
             )
+        self.blur_cues = blur_cues
+        if blur_cues:
+            self.stem = nn.Conv2d(3 + guidance_classes + N_CUES, widths[0], 3, padding=1)
         self.head = nn.Conv2d(widths[0], 2 * n_frames, 3, padding=1)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
@@ -105,6 +113,10 @@ class MotionDeconv(MotionUNet):
     #: what training supervises (see napari_afb.training.train): the motion directly, and the
     #: frames only through the blend weights
     supervision = "motion"
+
+    def inputs(self, image: torch.Tensor, guidance: torch.Tensor) -> torch.Tensor:
+        x = super().inputs(image, guidance)
+        return torch.cat([x, blur_cues(image.float()).to(x.dtype)], dim=1) if self.blur_cues else x
 
     def _heads(self, image: torch.Tensor, guidance: torch.Tensor):
         b, _, h, w = image.shape
@@ -163,6 +175,58 @@ class MotionDeconv(MotionUNet):
         return (motion, frames) if output == "train" else frames
 
 
+#: directions (dx, dy) and lags (steps along them) of :func:`blur_cues`
+CUE_DIRECTIONS = ((1, 0), (0, 1), (1, 1), (1, -1))
+CUE_LAGS = (1, 2, 3, 4, 6, 8, 11, 16, 22, 32)
+CUE_WINDOW = 15  # px, the side of the local (box) average
+N_CUES = len(CUE_DIRECTIONS) * (len(CUE_LAGS) + 1)
+
+
+def _box(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Separable local mean over ``size`` x ``size`` px (odd ``size``; at the borders, the mean
+    of what is inside), by running sums."""
+    r = size // 2
+    for dim in (-1, -2):
+        n = x.shape[dim]
+        c = torch.cumsum(F.pad(x, (r + 1, r) if dim == -1 else (0, 0, r + 1, r)), dim=dim)
+        total = c.narrow(dim, size, n) - c.narrow(dim, 0, n)
+        idx = torch.arange(n, device=x.device, dtype=x.dtype)
+        count = (idx + r).clamp(max=n - 1) - (idx - r).clamp(min=0) + 1
+        x = total / (count if dim == -1 else count[:, None])
+    return x
+
+
+def blur_cues(image: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
+    """(B, 3, H, W) sRGB -> (B, :data:`N_CUES`, H, W) explicit cues of the local blur length.
+
+    Per direction d of :data:`CUE_DIRECTIONS`: the derivative ``g = I(p + d) - I(p)`` of the grey
+    image, its local energy ``log(<g^2> + eps)`` and its local normalized autocorrelation
+    ``<g(p) g(p + l d)> / (<g^2> + eps)`` at each lag l of :data:`CUE_LAGS` (``<.>``: the mean
+    over a :data:`CUE_WINDOW` px box). Motion blur of length L along d makes ``g`` the
+    difference of two copies of the sharp derivative L apart, so the autocorrelation dips
+    below zero near lag L. Reach: ``max(CUE_LAGS) + CUE_WINDOW // 2 + 1`` px along the diagonal.
+    """
+    grey = image.mean(dim=1, keepdim=True)
+    h, w = grey.shape[-2:]
+    reach = max(CUE_LAGS) + 1
+    padded = F.pad(grey, (reach, reach, reach, reach), mode="replicate")
+
+    def at(dx: int, dy: int) -> torch.Tensor:  # grey(p + (dx, dy)), borders replicated
+        return padded[..., reach + dy : reach + dy + h, reach + dx : reach + dx + w]
+
+    correlations = []
+    for dx, dy in CUE_DIRECTIONS:
+        g = at(dx, dy) - grey
+        shifted = [at((lag + 1) * dx, (lag + 1) * dy) - at(lag * dx, lag * dy) for lag in CUE_LAGS]
+        correlations += [g * g] + [g * s for s in shifted]
+    local = _box(torch.cat(correlations, dim=1), CUE_WINDOW)
+    per_dir = local.view(len(image), len(CUE_DIRECTIONS), len(CUE_LAGS) + 1, *image.shape[-2:])
+    energy = per_dir[:, :, :1] + eps
+    energies = torch.log(energy) / 4 + 2  # about [-1, 1] over what photos hold
+    correlations = per_dir[:, :, 1:] / energy
+    return torch.cat([energies, correlations], dim=2).flatten(1, 2)
+
+
 def trajectory(motion: torch.Tensor, substeps: int) -> torch.Tensor:
     """(B, N, 2, H, W) per-frame offsets -> (B, (N - 1) * substeps + 1, 2, H, W), linear between
     consecutive frames: the sub-positions that make the blur."""
@@ -212,3 +276,19 @@ def deconvolve(
         y = x_next + (k / (k + 3)) * (x_next - x)
         x = x_next
     return x
+
+
+def with_blur_cues(model: MotionDeconv, **arch_args) -> MotionDeconv:
+    """A copy of a trained ``model`` (built with ``arch_args``) that also sees
+    :func:`blur_cues`, computing exactly what ``model`` computes until trained further: the
+    stem's weights for the cue channels start at zero. (How a model trained without the cues
+    continues with them.)"""
+    if model.blur_cues or arch_args.get("blur_cues"):
+        raise ValueError("the model already sees the blur cues")
+    grown = MotionDeconv(**{**arch_args, "blur_cues": True})
+    state = dict(model.state_dict())
+    old = state["stem.weight"]
+    extra = old.new_zeros(old.shape[0], N_CUES, *old.shape[2:])
+    state["stem.weight"] = torch.cat([old, extra], dim=1)
+    grown.load_state_dict(state)
+    return grown
