@@ -20,6 +20,7 @@ from magicgui.widgets import (
     PushButton,
 )
 
+from ._layout import is_result, squeeze_leading
 from .export import FORMATS, export_frames
 
 if TYPE_CHECKING:
@@ -75,7 +76,8 @@ class ExportWidget(Container):
                 self._path,
                 self._button,
                 self._status,
-            ]
+            ],
+            scrollable=True,  # several docks share a small screen: each scrolls
         )
         self._status.native.setWordWrap(True)
         self._layer.changed.connect(self._on_layer)
@@ -85,8 +87,23 @@ class ExportWidget(Container):
         events = self._viewer.layers.events
         for event in (events.inserted, events.removed, events.reordered):
             event.connect(self._layer.reset_choices)
+        events.inserted.connect(self._on_inserted)
+        self._viewer.layers.selection.events.active.connect(self._on_active)
         self._layer.reset_choices()
+        results = [layer for _, layer in self._frame_layers() if is_result(layer)]
+        if results:  # the newest result, not the video it came from
+            self._layer.value = results[-1]
         self._on_layer(self._layer.value)
+
+    def _on_inserted(self, event) -> None:
+        if is_result(event.value):  # a new result: the one to export
+            self._layer.reset_choices()
+            self._layer.value = event.value
+
+    def _on_active(self, event) -> None:
+        layer = event.value
+        if any(layer is choice for _, choice in self._frame_layers()):
+            self._layer.value = layer  # follow the user's selection in the layer list
 
     # -- choices ---------------------------------------------------------------------------
 
@@ -148,7 +165,7 @@ class ExportWidget(Container):
         if exists and not _confirm_overwrite(self.native, path):
             self._status.value = f"Not exported: kept the existing {path.name}."
             return
-        data = layer.data[0] if layer.multiscale else layer.data
+        data = squeeze_leading(layer.data[0] if layer.multiscale else layer.data, layer.rgb)
         shape = tuple(data.shape)
         bounce = bool(self._bounce.value) and fmt == "GIF"
         note = ""

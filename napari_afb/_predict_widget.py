@@ -1,9 +1,9 @@
 """Dock widget: sample guidance maps for an image from the guidance predictor.
 
-The samples go into one new Labels layer, '<image> guidance samples', shaped (n, H, W) with the
-most plausible first: step through them with the slider, touch one up with the brush, and pick
-that layer in "Decompose blur into frames", which uses the sample on screen. A new layer is
-added on every run, so nothing the user painted is ever replaced.
+The samples go into one new Labels layer, '<image> guidance samples', on an axis of its own
+('sample', see :mod:`._layout`), most plausible first: step through them with its slider, touch
+one up with the brush, and pick that layer in "Decompose blur into frames", which uses the
+sample on screen. A new layer is added on every run, so nothing the user painted is replaced.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ._qt_guidance import LayerCombo, current_image, spatial_transform
+from ._layout import is_result, stack_placement
+from ._qt_guidance import CancelOnClose, LayerCombo, current_image, scroll_body
 
 if TYPE_CHECKING:
     import napari
@@ -60,7 +61,7 @@ def sample_job(image, n_samples, seed, *, weights, model, device, cancel):
     return labels, log_prob, summary, ""
 
 
-class SampleGuidanceWidget(QWidget):
+class SampleGuidanceWidget(CancelOnClose, QWidget):
     """Sample several plausible guidance maps for the selected image (or video frame).
 
     ``predictor_override`` (an ``nn.Module``), when set, is used instead of the weights file.
@@ -78,7 +79,7 @@ class SampleGuidanceWidget(QWidget):
         self._worker = None
         self._cancel = threading.Event()
 
-        self.image_combo = LayerCombo(napari_viewer, (Image,))
+        self.image_combo = LayerCombo(napari_viewer, (Image,), prefer=lambda ly: not is_result(ly))
         self.samples_spin = QSpinBox()
         self.samples_spin.setRange(1, 32)
         self.samples_spin.setValue(5)
@@ -105,7 +106,7 @@ class SampleGuidanceWidget(QWidget):
         form.addRow("Seed", self.seed_spin)
         form.addRow("Weights", self.weights_edit.native)
         form.addRow("Device", self.device_combo)
-        layout = QVBoxLayout(self)
+        layout = QVBoxLayout(scroll_body(self))
         layout.addLayout(form)
         layout.addWidget(self.run_button)
         layout.addWidget(self.progress)
@@ -126,10 +127,15 @@ class SampleGuidanceWidget(QWidget):
 
     def _on_clicked(self) -> None:
         if self.running:
-            self._cancel.set()
-            self.status.setText("Cancelling...")
+            self.cancel()
         else:
             self.run()
+
+    def cancel(self) -> None:
+        """Ask the running sampling to stop; what it returns afterwards is not added."""
+        if self.running:
+            self._cancel.set()
+            self.status.setText("Cancelling...")
 
     def _current_image(self):
         layer = self.image_combo.current()
@@ -161,7 +167,7 @@ class SampleGuidanceWidget(QWidget):
             device=self.device_combo.currentText(),
             cancel=self._cancel.is_set,
         )
-        context = (layer.name, frame, seed, spatial_transform(layer))
+        context = (layer, frame, seed)
         worker.returned.connect(lambda result: self._on_returned(result, context))
         worker.errored.connect(self._on_errored)
         worker.finished.connect(self._on_finished)
@@ -177,23 +183,22 @@ class SampleGuidanceWidget(QWidget):
     def _on_returned(self, result, context) -> None:
         from ._sample_data import guidance_layer_kwargs
 
-        if result is None:
+        if result is None or self._cancel.is_set():
             self.status.setText("Cancelled: nothing was added.")
             return
         labels, log_prob, summary, error = result
         if error:
             self._show_error(error)
             return
-        name, frame, seed, transform = context
+        source, frame, seed = context
+        placement = stack_placement(self.viewer, source, frame, "sample")
         layer = self.viewer.add_labels(
-            labels,
-            **guidance_layer_kwargs(f"{name} guidance samples"),
-            translate=(0.0, *transform["translate"]),
-            scale=(1.0, *transform["scale"]),
-            axis_labels=("sample", "y", "x"),
+            placement.shaped(labels, rgb=False),
+            **guidance_layer_kwargs(f"{source.name} guidance samples"),
+            **placement.kwargs(),
             metadata={
                 METADATA_KEY: {
-                    "source": name,
+                    "source": source.name,
                     "frame": frame,
                     "seed": seed,
                     "log_prob": [float(v) for v in log_prob],
@@ -201,10 +206,12 @@ class SampleGuidanceWidget(QWidget):
                 }
             },
         )
+        self.viewer.dims.set_current_step(0, 0)  # its own new axis: the most plausible first
         distinct = len({s.tobytes() for s in labels})
         self.status.setText(
             f"{len(labels)} samples ({distinct} distinct) in '{layer.name}', most plausible "
-            f"first. Step through them with the slider; Decompose uses the one on screen."
+            f"first. Step through them with the '{layer.axis_labels[0]}' slider; Decompose "
+            f"uses the one on screen."
         )
 
     def _on_errored(self, exc: Exception) -> None:

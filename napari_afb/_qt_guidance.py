@@ -8,25 +8,28 @@ them at once. Imports neither torch nor the engine, so opening it is quick.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from qtpy.QtCore import Signal
+from qtpy.QtCore import QEvent, Signal
 from qtpy.QtWidgets import (
     QButtonGroup,
     QComboBox,
     QFormLayout,
+    QFrame,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QScrollArea,
     QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
+from ._layout import leading_index
 from ._sample_data import guidance_layer_kwargs
 from .guidance import ARROWS, COLORS, NAMES
 
@@ -57,19 +60,18 @@ def image_spatial_shape(layer) -> tuple[int, int]:
 
 def current_index(viewer, layer) -> int:
     """Index along axis 0 of ``layer`` at the viewer's current position."""
-    n = (layer.data[0] if layer.multiscale else layer.data).shape[0]
-    pos = layer.world_to_data(viewer.dims.point)
-    return int(np.clip(np.round(pos[0]), 0, n - 1))
+    return leading_index(viewer, layer)[0]
 
 
 def current_image(viewer, layer) -> tuple[np.ndarray, int | None]:
     """The image an Image layer shows: itself, or for a video (T, H, W[, C]) the current frame
-    (and its index; None for a single image)."""
+    (and its index; None for a single image). A result stack of the plugin's (frames on their
+    own axis, :mod:`._layout`) gives the frame on screen."""
     data = layer.data[0] if layer.multiscale else layer.data
     frame = None
-    if data.ndim == 4 or (data.ndim == 3 and not layer.rgb):
-        frame = current_index(viewer, layer)
-        data = data[frame]
+    if layer.ndim > 2:
+        index = leading_index(viewer, layer)
+        frame, data = index[0], data[index]
     return np.asarray(data), frame
 
 
@@ -79,6 +81,48 @@ def spatial_transform(layer) -> dict[str, tuple[float, ...]]:
         "translate": tuple(float(v) for v in layer.translate[-2:]),
         "scale": tuple(float(v) for v in layer.scale[-2:]),
     }
+
+
+def scroll_body(widget: QWidget) -> QWidget:
+    """Fill ``widget`` with a frameless scroll area and return the widget inside it, to lay the
+    content out in: several docks then share a small screen (each scrolls) instead of
+    overlapping."""
+    area = QScrollArea(widget)
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    body = QWidget()
+    area.setWidget(body)
+    outer = QVBoxLayout(widget)
+    outer.setContentsMargins(0, 0, 0, 0)
+    outer.addWidget(area)
+    return body
+
+
+class CancelOnClose:
+    """Mixin for a dock widget with a :meth:`cancel`: closing it cancels its run. napari's close
+    button takes the widget out of its dock (its parent becomes None) without a close event,
+    so both are watched. ``closed`` is True from then on: a run that ends later adds nothing."""
+
+    closed = False
+    _had_parent = False
+
+    def event(self, event) -> bool:
+        if event.type() == QEvent.Type.ParentChange:
+            docked = self.parent() is not None
+            if self._had_parent and not docked:
+                self._closing()
+            elif docked:
+                self.closed = False
+            self._had_parent = docked
+        return super().event(event)
+
+    def closeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        self._closing()
+        super().closeEvent(event)
+
+    def _closing(self) -> None:
+        self.closed = True
+        self.cancel()
 
 
 class LayerCombo(QComboBox):
@@ -94,11 +138,16 @@ class LayerCombo(QComboBox):
         layer_types: tuple[type, ...],
         extras: Sequence[tuple[str, Any]] = (),
         parent: QWidget | None = None,
+        prefer: Callable[[Any], bool] | None = None,
     ):
+        """``prefer(layer)``: the layers to pick by default, the newest first (others only
+        when none is preferred), when a preferred layer is added, and when the user selects
+        one in the layer list; None: the top layer, and the selection is left alone."""
         super().__init__(parent)
         self._viewer = viewer
         self._types = layer_types
         self._extras = list(extras)
+        self._prefer = prefer
         self._entries: list[tuple[str, Any, Any]] = []  # (text, layer or None, extra value)
         events = viewer.layers.events
         events.inserted.connect(self._on_inserted)
@@ -106,12 +155,31 @@ class LayerCombo(QComboBox):
         events.moved.connect(self.refresh)
         for layer in viewer.layers:
             layer.events.name.connect(self.refresh)
+        if prefer is not None:
+            viewer.layers.selection.events.active.connect(self._on_active)
         self.currentIndexChanged.connect(lambda _i: self.changed.emit())
         self.refresh()
+
+    def _preferred(self, layer) -> bool:
+        return isinstance(layer, self._types) and self._prefer is not None and self._prefer(layer)
 
     def _on_inserted(self, event) -> None:
         event.value.events.name.connect(self.refresh)
         self.refresh()
+        if self._preferred(event.value):  # the newest of what this combo is for
+            self.select_layer(event.value)
+
+    def _on_active(self, event) -> None:
+        if self._preferred(event.value):  # follow the user's selection in the layer list
+            self.select_layer(event.value)
+
+    def select_layer(self, layer) -> bool:
+        """Select this layer's entry; False when it has none."""
+        for k, (_, entry, _) in enumerate(self._entries):
+            if entry is layer:
+                self.setCurrentIndex(k)
+                return True
+        return False
 
     def refresh(self, event=None) -> None:
         """Rebuild the entries (top layer first), keeping the selection (a renamed layer too)."""
@@ -121,6 +189,8 @@ class LayerCombo(QComboBox):
         self._entries = [(ly.name, ly, None) for ly in layers]
         self._entries += [(text, None, value) for text, value in self._extras]
         index = 0
+        if self._prefer is not None:  # by default, the newest preferred layer
+            index = next((k for k, e in enumerate(self._entries) if self._preferred(e[1])), 0)
         for k, (text, layer, _) in enumerate(self._entries):
             if before is not None and (
                 layer is before[1] if before[1] is not None else text == before[0]
@@ -147,6 +217,14 @@ class LayerCombo(QComboBox):
         if layer is None:
             return value
         return layer if layer in self._viewer.layers else None
+
+    def select_value(self, value: Any) -> bool:
+        """Select the extra entry with this value; False when there is none."""
+        for k, (_, layer, extra) in enumerate(self._entries):
+            if layer is None and extra == value:
+                self.setCurrentIndex(k)
+                return True
+        return False
 
     def select(self, text: str) -> bool:
         """Select the entry with this text; False when there is none."""
@@ -243,7 +321,7 @@ class GuidanceWidget(QWidget):
         self.status = QLabel("Pick an image, then click 'New guidance layer'.")
         self.status.setWordWrap(True)
 
-        layout = QVBoxLayout(self)
+        layout = QVBoxLayout(scroll_body(self))
         layout.addLayout(form)
         layout.addWidget(self.new_button)
         layout.addWidget(directions)

@@ -23,6 +23,8 @@ from qtpy.QtCore import QPointF, Qt, QTimer
 from qtpy.QtGui import QColor, QPainter, QPen, QPolygonF
 from qtpy.QtWidgets import QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
+from ._qt_guidance import CancelOnClose, scroll_body
+
 if TYPE_CHECKING:
     import napari
 
@@ -141,7 +143,7 @@ class LossPlot(QWidget):
         p.end()
 
 
-class TrainWidget(QWidget):
+class TrainWidget(CancelOnClose, QWidget):
     """Train on your videos: data folders, settings, device, Start/Cancel, live curve."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer):
@@ -200,7 +202,7 @@ class TrainWidget(QWidget):
         self.use_weights_button.setToolTip(
             f"decompose with the trained weights (sets {WEIGHTS_ENV} for this napari session)"
         )
-        layout = QVBoxLayout(self)
+        layout = QVBoxLayout(scroll_body(self))
         for w in (
             self._form.native,
             self.start_button,
@@ -401,10 +403,6 @@ class TrainWidget(QWidget):
             f"Active weights for this session: {weights}\n(to keep them, set {env})"
         )
         return Path(weights)
-
-    def closeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
-        self._stop.set()  # a closed widget should not leave a run going
-        super().closeEvent(event)
 
 
 def _step_text(last: dict, val: dict | None) -> str:

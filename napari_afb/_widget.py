@@ -26,13 +26,15 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ._layout import is_result, leading_index, squeeze_leading, stack_placement
 from ._qt_guidance import (
+    CancelOnClose,
     GuidanceWidget,
     LayerCombo,
     current_image,
-    current_index,
     direction_text,
     image_spatial_shape,
+    scroll_body,
     spatial_transform,
 )
 from .guidance import NAMES, check_guidance
@@ -118,12 +120,18 @@ def decompose_job(
     )
 
 
+def _is_input(layer) -> bool:
+    """What the image combo picks by default: an image or video, not a result of ours."""
+    return not is_result(layer)
+
+
 @dataclass
 class _Job:
     """A run's inputs, fixed on the main thread when Run is clicked."""
 
     image_name: str
     image: np.ndarray
+    layer: Any  # the source layer (its placement in the viewer's dims)
     guidance: np.ndarray | Callable[[], np.ndarray]
     guidance_source: str
     frame: int | None
@@ -132,7 +140,7 @@ class _Job:
     estimating: str = "estimating guidance..."
 
 
-class DecomposeWidget(QWidget):
+class DecomposeWidget(CancelOnClose, QWidget):
     """Decompose the selected image (or the current frame of a video) into its sharp frames.
 
     ``model_override`` and ``predictor_override`` (``nn.Module`` s), when set, are used instead
@@ -155,7 +163,7 @@ class DecomposeWidget(QWidget):
 
         order = [1, 2, 3, 4, 0]
         uniform = [(f"uniform: {direction_text(lab)}", lab) for lab in order]
-        self.image_combo = LayerCombo(napari_viewer, (Image,))
+        self.image_combo = LayerCombo(napari_viewer, (Image,), prefer=_is_input)
         extras = [
             *uniform,
             ("from neighbouring frames (video)", NEIGHBORS),
@@ -169,6 +177,12 @@ class DecomposeWidget(QWidget):
         )
         self.weights_edit = FileEdit(mode="r", filter="*.safetensors", nullable=True)
         self.weights_edit.line_edit.native.setPlaceholderText("default weights")
+        self.weights_edit.native.setToolTip("The decomposer's weights file (.safetensors)")
+        self.predictor_edit = FileEdit(mode="r", filter="*.safetensors", nullable=True)
+        self.predictor_edit.line_edit.native.setPlaceholderText("default predictor weights")
+        self.predictor_edit.native.setToolTip(
+            "The guidance predictor's weights file, for the 'predicted' guidance"
+        )
         self.device_combo = QComboBox()
         self.device_combo.addItems(engine.available_devices())
         self.tile_spin = QSpinBox()
@@ -188,16 +202,18 @@ class DecomposeWidget(QWidget):
         form.addRow("Image", self.image_combo)
         form.addRow("Guidance", self.guidance_combo)
         form.addRow("Weights", self.weights_edit.native)
+        form.addRow("Predictor", self.predictor_edit.native)
         form.addRow("Device", self.device_combo)
         form.addRow("Tile", self.tile_spin)
         self._inputs = [
             self.image_combo,
             self.guidance_combo,
             self.weights_edit.native,
+            self.predictor_edit.native,
             self.device_combo,
             self.tile_spin,
         ]
-        layout = QVBoxLayout(self)
+        layout = QVBoxLayout(scroll_body(self))
         layout.addLayout(form)
         layout.addWidget(self.run_button)
         layout.addWidget(self.progress)
@@ -207,20 +223,39 @@ class DecomposeWidget(QWidget):
         self.run_button.clicked.connect(self._on_run_clicked)
         self.image_combo.changed.connect(self._prefer_guidance_layer)
         napari_viewer.layers.events.inserted.connect(self._on_layer_inserted)
+        napari_viewer.layers.events.removed.connect(self._on_layer_removed)
+        self._reported: set[str] = set()  # the layers the status line names
         self._prefer_guidance_layer()
 
     # -- choices ---------------------------------------------------------------------------
 
     def _prefer_guidance_layer(self) -> None:
+        """The image's painted guidance, else its predicted samples, else (for a video) the
+        motion from its neighbouring frames."""
         image = self.image_combo.current()
-        if image is not None:
-            self.guidance_combo.select(f"{image.name} guidance")
+        if image is None:
+            return
+        for name in (f"{image.name} guidance", f"{image.name} guidance samples"):
+            if self.guidance_combo.select(name):
+                return
+        if image.ndim > 2 and not is_result(image):
+            self.guidance_combo.select_value(NEIGHBORS)
+        elif self.guidance_combo.current() == NEIGHBORS:  # a photo has no neighbours
+            self.guidance_combo.setCurrentIndex(0)
 
     def _on_layer_inserted(self, event) -> None:
         image = self.image_combo.current()
-        if image is not None and event.value.name == f"{image.name} guidance":
+        names = (f"{image.name} guidance", f"{image.name} guidance samples") if image else ()
+        if event.value.name in names:
             self.guidance_combo.refresh()  # this callback may run before the combo's own
             self.guidance_combo.select(event.value.name)
+
+    def _on_layer_removed(self, event) -> None:
+        """A status that names a deleted layer is stale: say so instead."""
+        name = event.value.name
+        if name in self._reported and not self.running:
+            self._reported = set()
+            self.status.setText(f"'{name}' was deleted. Pick an image and its guidance, then Run.")
 
     def _collect(self) -> _Job:
         """Read the inputs from the layers (main thread); ValueError says what is missing."""
@@ -234,10 +269,8 @@ class DecomposeWidget(QWidget):
         source = self.guidance_combo.current()
         if isinstance(source, Labels):
             labels = source.data
-            if labels.ndim == 3 and frame is not None:  # one map per video frame
-                labels = labels[frame]
-            elif labels.ndim == 3:  # a stack of guidance samples: the one on screen
-                labels = labels[current_index(self.viewer, source)]
+            if labels.ndim > 2:  # one map per video frame, or samples: the one on screen
+                labels = labels[leading_index(self.viewer, source)]
             guidance = np.array(labels, copy=True)  # painting during the run changes nothing
             name = f"layer '{source.name}'"
         elif source == NEIGHBORS:
@@ -253,7 +286,7 @@ class DecomposeWidget(QWidget):
             guidance = check_guidance(guidance, shape=(h, w))
         except (ValueError, TypeError) as exc:
             raise ValueError(f"Guidance {name}: {exc}") from None
-        return _Job(layer.name, image, guidance, name, frame, spatial_transform(layer))
+        return _Job(layer.name, image, layer, guidance, name, frame, spatial_transform(layer))
 
     def _neighbor_job(self, layer, image: np.ndarray, frame: int | None) -> _Job:
         """Guidance estimated in the worker from the frames before and after the current one."""
@@ -264,7 +297,7 @@ class DecomposeWidget(QWidget):
                 "Guidance from neighbouring frames needs a video (or a stack of frames): "
                 f"'{layer.name}' is a single image."
             )
-        data = layer.data[0] if layer.multiscale else layer.data
+        data = squeeze_leading(layer.data[0] if layer.multiscale else layer.data, layer.rgb)
         n = data.shape[0]
         prev = np.asarray(data[frame - 1]) if frame > 0 else None
         nxt = np.asarray(data[frame + 1]) if frame + 1 < n else None
@@ -278,6 +311,7 @@ class DecomposeWidget(QWidget):
         return _Job(
             layer.name,
             image,
+            layer,
             estimate,
             source,
             frame,
@@ -290,13 +324,18 @@ class DecomposeWidget(QWidget):
         from .predict import predict_guidance
 
         predictor, device = self.predictor_override, self.device_combo.currentText()
+        weights = self.predictor_edit.value
+        weights = str(weights) if weights and predictor is None else None
 
         def estimate():
-            return predict_guidance(image, 1, seed=0, device=device, model=predictor)[0]
+            return predict_guidance(
+                image, 1, seed=0, device=device, weights=weights, model=predictor
+            )[0]
 
         return _Job(
             layer.name,
             image,
+            layer,
             estimate,
             "predicted (most plausible sample, seed 0)",
             frame,
@@ -373,7 +412,7 @@ class DecomposeWidget(QWidget):
 
     def _on_returned(self, out: Outcome) -> None:
         job = self._job
-        if out.cancelled:
+        if out.cancelled or self._cancel.is_set():  # frames that come after a Cancel are dropped
             self.status.setText("Cancelled: nothing was added.")
         elif out.error:
             self._fail(out.error)
@@ -382,9 +421,11 @@ class DecomposeWidget(QWidget):
             if out.guidance is not None:
                 self._show_estimated_guidance(job, out.guidance)
                 self.viewer.layers.selection.active = layer
+            self._reported = {layer.name, job.image_name}
+            at = "" if job.frame is None else f" of video frame {job.frame}"
             self.status.setText(
-                f"Done in {out.seconds:.1f} s on {out.device}: {len(out.frames)} frames in "
-                f"'{layer.name}'. Step through them with the t slider."
+                f"Done in {out.seconds:.1f} s on {out.device}: {len(out.frames)} frames{at} in "
+                f"'{layer.name}'. Step through them with the '{layer.axis_labels[0]}' slider."
             )
 
     def _on_errored(self, exc: Exception) -> None:
@@ -426,7 +467,8 @@ class DecomposeWidget(QWidget):
         layer.metadata = {**layer.metadata, METADATA_KEY: {"frame": job.frame}}
 
     def _show_frames(self, job: _Job, out: Outcome):
-        """Add '<image> frames', or update it in place when it already exists."""
+        """Add '<image> frames' on an axis of its own (:mod:`._layout`), or update it in place
+        when it already exists with the same layout."""
         from napari.layers import Image
 
         frames = out.frames
@@ -441,30 +483,33 @@ class DecomposeWidget(QWidget):
             "n_frames": int(frames.shape[0]),
             **out.extra,
         }
-        transform = {
-            "translate": (0.0, *job.transform["translate"]),
-            "scale": (1.0, *job.transform["scale"]),
-        }
         rgb = frames.ndim == 4
         layer = self.viewer.layers[name] if name in self.viewer.layers else None
-        if isinstance(layer, Image) and layer.ndim == 3 and layer.rgb == rgb:
-            layer.data = frames
+        lead = tuple(layer.data.shape[1 : layer.ndim - 2]) if isinstance(layer, Image) else ()
+        if (
+            isinstance(layer, Image)
+            and layer.rgb == rgb
+            and layer.ndim > 2
+            and all(n == 1 for n in lead)
+            and tuple(layer.data.shape[layer.ndim - 2 :]) == frames.shape[1:]
+        ):  # a re-run: the same layer on the same axis, moved to the new video frame
+            translate = list(layer.translate)
+            pinned = layer.ndim - job.layer.ndim  # the layer's axis of the video's time
+            if job.frame is not None and pinned >= 1:
+                source = job.layer
+                translate[pinned] = source.translate[0] + job.frame * source.scale[0]
+            layer.data = frames.reshape(len(frames), *lead, *frames.shape[1:])
+            layer.translate = translate
             layer.metadata = {**layer.metadata, METADATA_KEY: provenance}
-            layer.translate = transform["translate"]
-            layer.scale = transform["scale"]
             layer.refresh()
         else:
+            placement = stack_placement(self.viewer, job.layer, job.frame, "frame")
             layer = self.viewer.add_image(
-                frames,
+                placement.shaped(frames, rgb),
                 name=name,
                 rgb=rgb,
-                axis_labels=("t", "y", "x"),
                 metadata={METADATA_KEY: provenance},
-                **transform,
+                **placement.kwargs(),
             )
         self.viewer.layers.selection.active = layer
         return layer
-
-    def closeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
-        self.cancel()
-        super().closeEvent(event)

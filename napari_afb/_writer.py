@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from ._layout import squeeze_leading
 from .export import export_frames
 
 
@@ -23,6 +24,7 @@ def write_frames(path: str, data: Any, attributes: dict) -> list[str]:
         data = data[0]
     frames = np.asarray(data)
     rgb = bool(attributes.get("rgb", frames.ndim == 4))
+    frames = squeeze_leading(frames, rgb)  # the plugin's results sit on axes of their own
     if frames.ndim < (4 if rgb else 3):
         raise ValueError(
             f"{attributes.get('name', 'this layer')!r} is a single image (shape {frames.shape}); "

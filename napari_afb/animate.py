@@ -32,9 +32,12 @@ from .flow import guidance_from_neighbors
 from .predict import predict_guidance
 from .video import VideoArray
 
-__all__ = ["GUIDANCE_SOURCES", "animate_iter", "animate_video"]
+__all__ = ["GUIDANCE_SOURCES", "animate_frames", "animate_iter", "animate_video", "frame_range"]
 
 GUIDANCE_SOURCES = ("neighbors", "predict")
+#: File types that are still images, which animate refuses (OpenCV would read one as a
+#: one-frame video)
+STILL_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 #: Samples per frame among which predicted guidance picks the one continuing the last frame's.
 PREDICT_SAMPLES = 5
 
@@ -51,6 +54,66 @@ def _continuing(samples: np.ndarray, previous: np.ndarray | None) -> np.ndarray:
     return samples[int(np.argmax(agree))]  # argmax keeps the first (most plausible) on ties
 
 
+def frame_range(n: int, start: int | None = None, stop: int | None = None) -> range:
+    """The video frames ``start`` (default 0) up to ``stop`` (exclusive, default the end) of a
+    video of ``n`` frames, checked: ValueError names the problem."""
+    begin = 0 if start is None else int(start)
+    end = n if stop is None else int(stop)
+    if not 0 <= begin < n:
+        raise ValueError(f"start frame {begin} is outside the video's frames 0..{n - 1}")
+    if not begin < end <= n:
+        raise ValueError(
+            f"stop frame {end} must be after the start frame ({begin}) and at most {n} "
+            f"(the video's length; the stop frame itself is not animated)"
+        )
+    return range(begin, end)
+
+
+def animate_frames(
+    video,
+    frames: range,
+    emit: Callable[[np.ndarray], None],
+    *,
+    model,
+    device,
+    tile: int | None = None,
+    cancel: Callable[[], bool] | None = None,
+    guidance: str = "neighbors",
+    predictor=None,
+) -> Generator[Progress, None, None]:
+    """Decompose the video frames ``frames`` of ``video`` (a sequence of (H, W[, C]) frames:
+    a :class:`~napari_afb.video.VideoArray`, an array) in order; ``emit`` receives each one's
+    N frames. Guidance comes from the true neighbouring frames, also outside ``frames``.
+    Yields :class:`~napari_afb.engine.Progress` per video frame (``done`` counts frames of the
+    range); ``cancel`` is polled between tiles and frames."""
+    if guidance not in GUIDANCE_SOURCES:
+        raise ValueError(f"guidance must be one of {GUIDANCE_SOURCES}, not {guidance!r}")
+    if guidance == "predict" and predictor is None:
+        raise ValueError("guidance='predict' needs the predictor module")
+    n_video, total = len(video), len(frames)
+    stop = cancel or (lambda: False)
+    first = frames[0]
+    prev = video[first - 1] if first > 0 else None
+    cur, last_labels = video[first], None
+    for k, t in enumerate(frames):
+        nxt = video[t + 1] if t + 1 < n_video else None
+        if guidance == "predict":
+            samples = predict_guidance(
+                cur, PREDICT_SAMPLES, seed=0, model=predictor, device=str(device)
+            )
+            labels = last_labels = _continuing(samples, last_labels)
+        elif prev is None and nxt is None:
+            labels = np.zeros(cur.shape[:2], np.uint8)  # a one-frame video: no motion to measure
+        else:
+            labels = guidance_from_neighbors(prev, cur, nxt)
+        if stop():
+            raise engine.Cancelled(f"cancelled at video frame {t} ({k} of {total} done)")
+        out = yield from _frames_of(cur, labels, model, device, tile, stop, k, total)
+        emit(out)
+        yield Progress(k + 1, total, f"video frame {t} done ({k + 1} of {total})")
+        prev, cur = cur, nxt
+
+
 def animate_iter(
     source: str | os.PathLike,
     out: str | os.PathLike,
@@ -62,8 +125,11 @@ def animate_iter(
     cancel: Callable[[], bool] | None = None,
     guidance: str = "neighbors",
     predictor=None,
+    start: int | None = None,
+    stop: int | None = None,
 ) -> Generator[Progress, None, dict]:
-    """Decompose every frame of the video ``source`` and write ``out`` (.mp4, mp4v codec).
+    """Decompose the frames ``start`` to ``stop`` (exclusive; default: all) of the video
+    ``source`` and write ``out`` (.mp4 with the mp4v codec, or .avi with MJPG).
 
     ``guidance`` is "neighbors" or "predict" (then ``predictor`` is the predictor module).
 
@@ -73,14 +139,17 @@ def animate_iter(
     out = Path(out)
     if guidance not in GUIDANCE_SOURCES:
         raise ValueError(f"guidance must be one of {GUIDANCE_SOURCES}, not {guidance!r}")
-    if guidance == "predict" and predictor is None:
-        raise ValueError("guidance='predict' needs the predictor module")
     if out.suffix.lower() not in (".mp4", ".avi"):
         raise ValueError(f"{out}: write the animation as .mp4 (or .avi)")
+    if Path(source).suffix.lower() in STILL_SUFFIXES:
+        raise ValueError(
+            f"{source} is a still image, not a video: decompose it with `napari-afb decompose`"
+        )
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} already exists; choose another name or pass --overwrite")
     video = VideoArray(source)
-    n_in, h, w = video.shape[:3]
+    n_video, h, w = video.shape[:3]
+    frames = frame_range(n_video, start, stop)
     fps_in = video.fps or 25.0
     n = int(model.n_frames)
     fps_out = fps_in * n
@@ -90,36 +159,34 @@ def animate_iter(
     writer = cv2.VideoWriter(str(tmp), fourcc, fps_out, size)
     if not writer.isOpened():
         raise OSError(f"OpenCV cannot write {out.suffix} video here")
-    stop = cancel or (lambda: False)
+
+    def write(decomposed: np.ndarray) -> None:
+        for frame in _rgb_even(decomposed):
+            writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+
     try:
-        prev, cur, last_labels = None, video[0], None
-        for t in range(n_in):
-            nxt = video[t + 1] if t + 1 < n_in else None
-            if guidance == "predict":
-                samples = predict_guidance(
-                    cur, PREDICT_SAMPLES, seed=0, model=predictor, device=str(device)
-                )
-                labels = last_labels = _continuing(samples, last_labels)
-            elif prev is None and nxt is None:
-                labels = np.zeros((h, w), np.uint8)  # a one-frame video: no motion to measure
-            else:
-                labels = guidance_from_neighbors(prev, cur, nxt)
-            if stop():
-                raise engine.Cancelled(f"cancelled at video frame {t} of {n_in}")
-            frames = yield from _frames_of(cur, labels, model, device, tile, stop, t, n_in)
-            for frame in _rgb_even(frames):
-                writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-            yield Progress(t + 1, n_in, f"video frame {t + 1} of {n_in}")
-            prev, cur = cur, nxt
+        yield from animate_frames(
+            video,
+            frames,
+            write,
+            model=model,
+            device=device,
+            tile=tile,
+            cancel=cancel,
+            guidance=guidance,
+            predictor=predictor,
+        )
         writer.release()
         os.replace(tmp, out)
-    finally:
+    finally:  # also on cancel, an error, Ctrl-C and (from the CLI) SIGTERM
         writer.release()
         tmp.unlink(missing_ok=True)
     return {
         "guidance": guidance,
-        "frames_in": n_in,
-        "frames_out": n_in * n,
+        "frames_in": len(frames),
+        "first": frames[0],
+        "stop": frames[-1] + 1,
+        "frames_out": len(frames) * n,
         "fps_in": fps_in,
         "fps_out": fps_out,
         "size": f"{w}x{h}",
@@ -152,13 +219,16 @@ def animate_video(
     cancel: Callable[[], bool] | None = None,
     guidance: str = "neighbors",
     predictor_weights: str | os.PathLike | None = None,
+    start: int | None = None,
+    stop: int | None = None,
 ) -> dict:
     """Turn a blurry video into a sharp one with N times the frame rate (see module docstring).
 
     Guidance for each frame comes from its neighbouring frames
     (:func:`napari_afb.guidance_from_neighbors`) with ``guidance="neighbors"``, or from the
     guidance predictor with ``guidance="predict"`` (``predictor_weights``: default
-    ``$NAPARI_AFB_PREDICTOR_WEIGHTS``, then the packaged file). Returns a summary dict.
+    ``$NAPARI_AFB_PREDICTOR_WEIGHTS``, then the packaged file). ``start`` and ``stop``
+    (exclusive) pick a range of video frames (default: all). Returns a summary dict.
     """
     from .weights import cached_model, model_on
 
@@ -177,5 +247,7 @@ def animate_video(
         cancel=cancel,
         guidance=guidance,
         predictor=predictor,
+        start=start,
+        stop=stop,
     )
     return engine.drive(gen, progress, desc="animate", unit="frame")

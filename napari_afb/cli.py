@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -81,7 +82,28 @@ def _parser() -> argparse.ArgumentParser:
         "Audio is not carried over.",
     )
     a.add_argument("input", type=Path, help="blurry video (mp4, avi, mov, mkv)")
-    a.add_argument("--out", type=Path, required=True, metavar="FILE", help="output .mp4")
+    a.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="output video: .mp4 (mp4v) or .avi (Motion JPEG)",
+    )
+    a.add_argument(
+        "--start",
+        type=int,
+        default=None,
+        metavar="N",
+        help="first video frame to animate (0-based; default 0)",
+    )
+    a.add_argument(
+        "--stop",
+        type=int,
+        default=None,
+        metavar="M",
+        help="animate up to frame M, not including it (default: the end); e.g. --start 100 "
+        "--stop 110 animates 10 frames. The progress bar shows the time left.",
+    )
     a.add_argument(
         "--guidance",
         choices=["neighbors", "predict"],
@@ -394,11 +416,17 @@ def _demo(args) -> int:
     return EXIT_OK
 
 
+def _terminated(signum, frame):
+    raise SystemExit(128 + signum)
+
+
 def _animate(args) -> int:
     from .animate import animate_video
 
     if not args.input.is_file():
         raise FileNotFoundError(f"no such video: {args.input}")
+    # SIGTERM (a scheduler's kill) unwinds like Ctrl-C, so the unfinished output is removed
+    signal.signal(signal.SIGTERM, _terminated)
     summary = animate_video(
         args.input,
         args.out,
@@ -409,10 +437,12 @@ def _animate(args) -> int:
         progress=True,
         guidance=args.guidance,
         predictor_weights=args.predictor,
+        start=args.start,
+        stop=args.stop,
     )
     print(
         f"wrote {args.out} (guidance: {summary['guidance']}): {summary['frames_in']} frames "
-        f"at {summary['fps_in']:g} fps -> "
+        f"({summary['first']} to {summary['stop'] - 1}) at {summary['fps_in']:g} fps -> "
         f"{summary['frames_out']} frames at {summary['fps_out']:g} fps, {summary['size']} "
         f"(audio {summary['audio']})"
     )

@@ -364,7 +364,9 @@ def _tile_too_small(asked_tile: int, asked_overlap: int, overlap: int, stride: i
 
 
 def run(gen: Generator[Progress, None, np.ndarray], progress=None):
-    """Drive a work generator to its end; ``progress`` (a callable) receives each Progress."""
+    """Drive a work generator to its end; ``progress`` (a callable) receives each Progress.
+    An exception raised outside the generator (in ``progress``, a signal handler, Ctrl-C)
+    closes it at once, so its clean-up (e.g. removing a half-written file) runs now."""
     try:
         while True:
             p = next(gen)
@@ -372,6 +374,8 @@ def run(gen: Generator[Progress, None, np.ndarray], progress=None):
                 progress(p)
     except StopIteration as stop:
         return stop.value
+    finally:
+        gen.close()
 
 
 def drive(gen, progress=False, *, desc: str, unit: str):

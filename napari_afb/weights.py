@@ -218,12 +218,12 @@ def _few(names: list[str], n: int = 4) -> str:
 #: What the napari widgets say instead of the command-line advice of :class:`NoDefaultWeights`.
 GUI_NO_DEFAULT = {
     "decomposer": "No trained default decomposer weights ship with napari-afb yet: choose a "
-    "weights file (.safetensors) in the Weights field, or train one with Plugins > napari-afb "
-    "> Train on your videos.",
-    "predictor": "No trained default predictor weights ship with napari-afb yet: use Plugins "
-    "> napari-afb > Sample guidance from the predictor with a predictor file in its Weights "
-    "field (Decompose then takes the sample on screen from its guidance list), or train one "
-    "with Train on your videos (model: predictor).",
+    "weights file (.safetensors) in the Weights field, or train one with Plugins > Animation "
+    "from Blur > Train on your videos.",
+    "predictor": "No trained default predictor weights ship with napari-afb yet: choose a "
+    "predictor weights file (.safetensors) in the Predictor field (Decompose) or the Weights "
+    "field (Sample guidance from the predictor), or train one with Plugins > Animation from "
+    "Blur > Train on your videos (model: predictor).",
 }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -84,3 +86,17 @@ def decode_video(path) -> tuple[np.ndarray, float]:
     fps = cap.get(cv2.CAP_PROP_FPS)
     cap.release()
     return np.stack(frames), fps
+
+
+class SlowModel(torch.nn.Module):
+    """Wraps a decomposer and sleeps in each forward pass (the sleep releases the GIL)."""
+
+    def __init__(self, inner: torch.nn.Module, delay: float):
+        super().__init__()
+        self.inner, self.delay, self.calls = inner, delay, 0
+        self.n_frames, self.stride = inner.n_frames, inner.stride
+
+    def forward(self, x, g):
+        self.calls += 1
+        time.sleep(self.delay)
+        return self.inner(x, g)

@@ -360,8 +360,8 @@ def test_promote_replaces_the_default_in_fp16_when_the_best_beats_it(tmp_path):
 def test_blur_cues_dip_at_the_blur_length():
     """A horizontal box blur of L px of a real photo leaves the horizontal derivative's
     autocorrelation high at lags up to L / 2 (higher than the vertical one) and most negative
-    near lag L. (Below about 8 px a photo's own texture correlation hides the dip: the cue is for the longer blurs,
-    whose length the plain network underestimated most.)"""
+    near lag L. (Below about 8 px a photo's own texture correlation hides the dip: the cue is
+    for the longer blurs, whose length the plain network underestimated most.)"""
     from skimage import data
 
     from napari_afb.models.deconv import CUE_LAGS, blur_cues

@@ -79,8 +79,16 @@ def test_decompose_uses_the_sample_on_screen(make_napari_viewer, qtbot, astronau
     widget.image_combo.select("blurry")
     assert widget.guidance_combo.select("blurry guidance samples")
     _click_and_wait(qtbot, widget)
-    frames = viewer.layers["blurry frames"].data
-    assert np.array_equal(frames, decompose(astronaut, samples[2], model=model, device="cpu"))
+    frames = viewer.layers["blurry frames"]
+    # The frames get an axis of their own: the samples' slider stays on the third sample,
+    # and the frames show whichever sample is on screen.
+    assert frames.axis_labels == ("frame", "sample", "y", "x")
+    assert frames.data.shape == (7, 1, 80, 100, 3)
+    assert viewer.dims.current_step[:2] == (0, 2)
+    expected = decompose(astronaut, samples[2], model=model, device="cpu")
+    assert np.array_equal(frames.data[:, 0], expected)
+    viewer.dims.set_current_step(1, 0)
+    assert not frames._slice.empty
 
 
 def test_decompose_with_predicted_guidance_shows_the_map(make_napari_viewer, qtbot, astronaut):
@@ -128,3 +136,32 @@ def test_sampling_without_predictor_weights_is_a_message(
     assert "No trained default predictor weights" in status and "Weights field" in status
     assert "--weights" not in status and "--predictor" not in status
     assert [lay.name for lay in viewer.layers] == ["blurry"]
+
+
+def test_decompose_takes_a_predictor_file_from_its_predictor_field(
+    make_napari_viewer, qtbot, astronaut, tmp_path, monkeypatch
+):
+    """Predicted guidance from Decompose alone: the Predictor field names the file (no
+    environment variable, no override)."""
+    from conftest import PREDICTOR_ARGS
+
+    from napari_afb.weights import save_weights
+
+    monkeypatch.delenv("NAPARI_AFB_PREDICTOR_WEIGHTS", raising=False)
+    predictor = perturbed_predictor(3)
+    path = save_weights(
+        predictor, tmp_path / "mine.safetensors", architecture="guidance_net",
+        arch_args=PREDICTOR_ARGS,
+    )  # fmt: skip
+    viewer = make_napari_viewer()
+    viewer.add_image(astronaut, name="blurry")
+    model = perturbed_model(0)
+    widget = DecomposeWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.model_override = model
+    widget.predictor_edit.value = path
+    assert widget.guidance_combo.select("predicted (most plausible sample)")
+    _click_and_wait(qtbot, widget)
+    assert "Done" in widget.status.text(), widget.status.text()
+    first = predict_guidance(astronaut, 1, seed=0, model=predictor, device="cpu")[0]
+    assert np.array_equal(viewer.layers["blurry predicted guidance"].data, first)

@@ -7,11 +7,10 @@ import time
 import cv2
 import numpy as np
 import pytest
-import torch
 
 napari = pytest.importorskip("napari", reason="napari is in the testing extra")
 
-from conftest import perturbed_model  # noqa: E402
+from conftest import SlowModel, perturbed_model  # noqa: E402
 
 from napari_afb import decompose  # noqa: E402
 from napari_afb._widget import DecomposeWidget, GuidanceWidget  # noqa: E402
@@ -56,20 +55,6 @@ def _select_uniform(widget: DecomposeWidget, name: str) -> None:
         and widget.guidance_combo.itemText(i).endswith(f" {name}")
     ]
     assert widget.guidance_combo.select(text)
-
-
-class SlowModel(torch.nn.Module):
-    """Wraps a decomposer and sleeps in each forward pass (the sleep releases the GIL)."""
-
-    def __init__(self, inner: torch.nn.Module, delay: float):
-        super().__init__()
-        self.inner, self.delay, self.calls = inner, delay, 0
-        self.n_frames, self.stride = inner.n_frames, inner.stride
-
-    def forward(self, x, g):
-        self.calls += 1
-        time.sleep(self.delay)
-        return self.inner(x, g)
 
 
 # -- guidance painting ---------------------------------------------------------------------
@@ -193,7 +178,7 @@ def test_decompose_adds_frames_then_updates_them(make_napari_viewer, qtbot, astr
 
     frames = viewer.layers["blurry frames"]
     assert frames.data.shape == (7, 48, 64, 3) and frames.rgb
-    assert frames.axis_labels == ("t", "y", "x")
+    assert frames.axis_labels == ("frame", "y", "x")
     assert tuple(frames.translate) == (0, 3, 4)
     expected = decompose(astronaut, guidance.data, model=model)
     assert np.array_equal(frames.data, expected)
@@ -235,10 +220,70 @@ def test_decompose_current_frame_of_a_video(make_napari_viewer, qtbot):
     _run(qtbot, widget)
 
     frames = viewer.layers["clip frames"]
-    assert frames.data.shape == (7, 32, 40, 3)
+    assert frames.data.shape == (7, 1, 32, 40, 3)  # its own 'frame' axis, then the video's t
+    assert frames.axis_labels == ("frame", "t", "y", "x")
     expected = decompose(video[3], np.full((32, 40), 3, np.uint8), model=model)
-    assert np.array_equal(frames.data, expected)
+    assert np.array_equal(frames.data[:, 0], expected)
     assert frames.metadata["napari_afb"]["frame"] == 3
+    assert "frames of video frame 3" in widget.status.text()
+    assert "'frame' slider" in widget.status.text()
+
+
+def _on_screen(layer) -> bool:
+    """Whether napari's current slice of ``layer`` holds data (False: out of its range)."""
+    return layer.visible and not layer._slice.empty
+
+
+def test_video_results_have_their_own_axis(make_napari_viewer, qtbot):
+    """Decompose frame 12 of a 20-frame video: the 7 frames show at t = 12 at once, stepping
+    through them leaves the video on frame 12, and moving the video hides them (they are the
+    frames of frame 12). Guidance samples get an axis of their own too, so stepping through
+    the frames does not change the sample on screen, nor the reverse."""
+    rng = np.random.default_rng(4)
+    video = rng.integers(0, 256, size=(20, 32, 48, 3), dtype=np.uint8)
+    viewer = make_napari_viewer()
+    clip = viewer.add_image(video, name="clip", rgb=True, axis_labels=("t", "y", "x"))
+    viewer.dims.set_current_step(0, 12)
+    samples = np.stack([np.full((32, 48), k % 5, np.uint8) for k in range(5)])
+    from napari_afb._layout import stack_placement
+
+    placement = stack_placement(viewer, clip, 12, "sample")
+    sample_layer = viewer.add_labels(
+        placement.shaped(samples, rgb=False), name="clip guidance samples", **placement.kwargs()
+    )
+    assert viewer.dims.axis_labels == ("sample", "t", "y", "x")
+    viewer.dims.set_current_step(0, 2)  # the user picks sample 2
+    widget = _decompose_widget(viewer, perturbed_model(1))
+    assert widget.guidance_combo.current() is sample_layer  # the image's samples, by name
+    job = widget._collect()
+    assert np.array_equal(job.guidance, samples[2]) and job.frame == 12
+    _run(qtbot, widget)
+
+    frames = viewer.layers["clip frames"]
+    assert viewer.dims.axis_labels == ("frame", "sample", "t", "y", "x")
+    step = viewer.dims.current_step
+    assert step[1:3] == (2, 12)  # the sample and the video frame did not move
+    assert _on_screen(frames) and _on_screen(clip) and _on_screen(sample_layer)
+    for k in range(7):  # step through the frames: the video stays on frame 12
+        viewer.dims.set_current_step(0, k)
+        assert viewer.dims.current_step[1:3] == (2, 12) and _on_screen(frames)
+        assert frames.data.shape == (7, 1, 1, 32, 48, 3)  # frame; sample and t singletons
+        assert np.array_equal(np.asarray(frames._slice.image.raw), frames.data[k, 0, 0])
+        assert np.array_equal(np.asarray(clip._slice.image.raw), video[12])
+    viewer.dims.set_current_step(2, 13)  # another video frame: these frames are not its own
+    assert not _on_screen(frames) and _on_screen(clip)
+    assert not _on_screen(sample_layer)  # the samples were made for frame 12 too
+    viewer.dims.set_current_step(1, 4)  # another sample: the frames layer is not affected
+    viewer.dims.set_current_step(2, 12)
+    assert _on_screen(frames)
+
+    # Re-run at frame 13: the same layer moves to t = 13.
+    viewer.dims.set_current_step(2, 13)
+    _run(qtbot, widget)
+    assert viewer.layers["clip frames"] is frames
+    assert _on_screen(frames) and frames.metadata["napari_afb"]["frame"] == 13
+    viewer.dims.set_current_step(2, 12)
+    assert not _on_screen(frames)
 
 
 def test_cancel_leaves_the_viewer_as_it_was(make_napari_viewer, qtbot, astronaut):
@@ -345,7 +390,7 @@ def test_guidance_from_neighbouring_video_frames(make_napari_viewer, qtbot):
     assert np.mean(estimated[30:52, 32:54] == 4) > 0.9  # the patch at frame 2, right-down
     assert np.mean(estimated[70:, :] == 0) > 0.9  # the static bottom of the photo
     frames = viewer.layers["clip frames"]
-    assert np.array_equal(frames.data, decompose(video[2], estimated, model=model))
+    assert np.array_equal(frames.data[:, 0], decompose(video[2], estimated, model=model))
     assert "neighbouring frames" in frames.metadata["napari_afb"]["guidance"]
 
 
