@@ -29,7 +29,7 @@ from qtpy.QtWidgets import (
 
 from ._export_widget import _confirm_overwrite
 from ._layout import METADATA_KEY, is_result, squeeze_leading, stack_placement
-from ._qt_guidance import CancelOnClose, LayerCombo, current_index, scroll_body
+from ._qt_guidance import CancelOnClose, LayerCombo, current_index, fit_scroll_body, scroll_body
 
 if TYPE_CHECKING:
     import napari
@@ -174,6 +174,7 @@ class AnimateWidget(CancelOnClose, QWidget):
         layout.addWidget(self.status)
         layout.addStretch(1)
 
+        fit_scroll_body(self)
         self.run_button.clicked.connect(self._on_clicked)
         self.video_combo.changed.connect(self._on_video)
         self.start_spin.valueChanged.connect(self._on_range)

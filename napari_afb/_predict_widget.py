@@ -23,7 +23,7 @@ from qtpy.QtWidgets import (
 )
 
 from ._layout import is_result, stack_placement
-from ._qt_guidance import CancelOnClose, LayerCombo, current_image, scroll_body
+from ._qt_guidance import CancelOnClose, LayerCombo, current_image, fit_scroll_body, scroll_body
 
 if TYPE_CHECKING:
     import napari
@@ -119,6 +119,7 @@ class SampleGuidanceWidget(CancelOnClose, QWidget):
             self.weights_edit.native,
             self.device_combo,
         ]
+        fit_scroll_body(self)
         self.run_button.clicked.connect(self._on_clicked)
 
     @property

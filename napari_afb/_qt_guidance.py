@@ -83,10 +83,15 @@ def spatial_transform(layer) -> dict[str, tuple[float, ...]]:
     }
 
 
+#: The most height a dock insists on (px): four docks fit on a 1080-px screen, each scrolling
+#: what does not fit, while one alone shows its whole form
+DOCK_MIN_HEIGHT = 240
+
+
 def scroll_body(widget: QWidget) -> QWidget:
     """Fill ``widget`` with a frameless scroll area and return the widget inside it, to lay the
     content out in: several docks then share a small screen (each scrolls) instead of
-    overlapping."""
+    overlapping. Call :func:`fit_scroll_body` once the content is laid out."""
     area = QScrollArea(widget)
     area.setWidgetResizable(True)
     area.setFrameShape(QFrame.Shape.NoFrame)
@@ -96,6 +101,13 @@ def scroll_body(widget: QWidget) -> QWidget:
     outer.setContentsMargins(0, 0, 0, 0)
     outer.addWidget(area)
     return body
+
+
+def fit_scroll_body(widget: QWidget) -> None:
+    """Ask for the content's height, up to :data:`DOCK_MIN_HEIGHT`: a dock added beside others
+    then still shows its first rows rather than a sliver."""
+    area = widget.findChild(QScrollArea)
+    area.setMinimumHeight(min(area.widget().sizeHint().height(), DOCK_MIN_HEIGHT))
 
 
 class CancelOnClose:
@@ -329,6 +341,7 @@ class GuidanceWidget(QWidget):
         layout.addWidget(regions_box)
         layout.addWidget(self.status)
         layout.addStretch(1)
+        fit_scroll_body(self)
 
         self.new_button.clicked.connect(self.new_guidance_layer)
         self.regions_button.clicked.connect(self.regions_layer)

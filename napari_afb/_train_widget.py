@@ -23,7 +23,7 @@ from qtpy.QtCore import QPointF, Qt, QTimer
 from qtpy.QtGui import QColor, QPainter, QPen, QPolygonF
 from qtpy.QtWidgets import QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
-from ._qt_guidance import CancelOnClose, scroll_body
+from ._qt_guidance import CancelOnClose, fit_scroll_body, scroll_body
 
 if TYPE_CHECKING:
     import napari
@@ -213,6 +213,7 @@ class TrainWidget(CancelOnClose, QWidget):
         ):
             layout.addWidget(w)
         layout.addStretch(1)
+        fit_scroll_body(self)
         self.start_button.clicked.connect(self._start_or_cancel)
         self.use_weights_button.clicked.connect(self.use_as_active_weights)
         self._timer = QTimer(self)

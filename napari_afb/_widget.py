@@ -33,6 +33,7 @@ from ._qt_guidance import (
     LayerCombo,
     current_image,
     direction_text,
+    fit_scroll_body,
     image_spatial_shape,
     scroll_body,
     spatial_transform,
@@ -220,6 +221,7 @@ class DecomposeWidget(CancelOnClose, QWidget):
         layout.addWidget(self.status)
         layout.addStretch(1)
 
+        fit_scroll_body(self)
         self.run_button.clicked.connect(self._on_run_clicked)
         self.image_combo.changed.connect(self._prefer_guidance_layer)
         napari_viewer.layers.events.inserted.connect(self._on_layer_inserted)

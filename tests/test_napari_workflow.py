@@ -145,13 +145,17 @@ def test_docks_scroll_instead_of_overlapping(make_napari_viewer, qtbot):
     from napari_afb._train_widget import TrainWidget
 
     viewer = make_napari_viewer()
+    tall = []
     for cls in (GuidanceWidget, SampleGuidanceWidget, DecomposeWidget, AnimateWidget, TrainWidget):
         widget = cls(viewer)
         area = widget.findChild(QScrollArea)
         assert area is not None and area.widgetResizable(), cls.__name__
-        # What a dock must keep on screen: a scroll area's minimum, not the whole form.
-        assert widget.minimumSizeHint().height() < 150, cls.__name__
-        assert area.widget().sizeHint().height() > widget.minimumSizeHint().height()
+        # What a dock must keep on screen: at most 240 px of its form (four docks fit in
+        # 1080 px), the rest scrolls.
+        content = area.widget().sizeHint().height()
+        assert widget.minimumSizeHint().height() <= min(content, 240) + 10, cls.__name__
+        tall.append(content > 240)
+    assert sum(tall) >= 3  # most forms are taller than that: they scroll
     export = ExportWidget(viewer).root_native_widget  # what napari docks: a scroll area
     assert isinstance(export, QScrollArea) and export.widgetResizable()
 
