@@ -116,6 +116,7 @@ class AnimateWidget(CancelOnClose, QWidget):
         from napari.layers import Image
 
         from . import engine
+        from .weights import placeholder
 
         self.viewer = napari_viewer
         self.model_override: torch.nn.Module | None = None
@@ -134,9 +135,9 @@ class AnimateWidget(CancelOnClose, QWidget):
         self.guidance_combo.addItem("from neighbouring frames", "neighbors")
         self.guidance_combo.addItem("predicted (continuing from frame to frame)", "predict")
         self.weights_edit = FileEdit(mode="r", filter="*.safetensors", nullable=True)
-        self.weights_edit.line_edit.native.setPlaceholderText("default weights")
+        self.weights_edit.line_edit.native.setPlaceholderText(placeholder("decomposer"))
         self.predictor_edit = FileEdit(mode="r", filter="*.safetensors", nullable=True)
-        self.predictor_edit.line_edit.native.setPlaceholderText("default predictor weights")
+        self.predictor_edit.line_edit.native.setPlaceholderText(placeholder("predictor"))
         self.out_edit = FileEdit(mode="w", filter="*.mp4 *.gif *.tif", nullable=True)
         self.out_edit.line_edit.native.setPlaceholderText("(optional) also save as .mp4/.gif/.tif")
         self.device_combo = QComboBox()

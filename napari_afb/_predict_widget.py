@@ -73,6 +73,7 @@ class SampleGuidanceWidget(CancelOnClose, QWidget):
         from napari.layers import Image
 
         from . import engine
+        from .weights import placeholder
 
         self.viewer = napari_viewer
         self.predictor_override: torch.nn.Module | None = None
@@ -91,7 +92,7 @@ class SampleGuidanceWidget(CancelOnClose, QWidget):
         self.seed_spin.setRange(0, 2**31 - 1)
         self.seed_spin.setToolTip("The same seed always gives the same samples")
         self.weights_edit = FileEdit(mode="r", filter="*.safetensors", nullable=True)
-        self.weights_edit.line_edit.native.setPlaceholderText("default predictor weights")
+        self.weights_edit.line_edit.native.setPlaceholderText(placeholder("predictor"))
         self.device_combo = QComboBox()
         self.device_combo.addItems(engine.available_devices())
         self.run_button = QPushButton("Sample guidance")

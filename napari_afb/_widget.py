@@ -154,6 +154,7 @@ class DecomposeWidget(CancelOnClose, QWidget):
         from napari.layers import Image, Labels
 
         from . import engine
+        from .weights import placeholder
 
         self.viewer = napari_viewer
         self.model_override: torch.nn.Module | None = None
@@ -177,10 +178,10 @@ class DecomposeWidget(CancelOnClose, QWidget):
             "plausible sample, or one direction for the whole image (camera shake)"
         )
         self.weights_edit = FileEdit(mode="r", filter="*.safetensors", nullable=True)
-        self.weights_edit.line_edit.native.setPlaceholderText("default weights")
+        self.weights_edit.line_edit.native.setPlaceholderText(placeholder("decomposer"))
         self.weights_edit.native.setToolTip("The decomposer's weights file (.safetensors)")
         self.predictor_edit = FileEdit(mode="r", filter="*.safetensors", nullable=True)
-        self.predictor_edit.line_edit.native.setPlaceholderText("default predictor weights")
+        self.predictor_edit.line_edit.native.setPlaceholderText(placeholder("predictor"))
         self.predictor_edit.native.setToolTip(
             "The guidance predictor's weights file, for the 'predicted' guidance"
         )

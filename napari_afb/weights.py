@@ -242,6 +242,17 @@ def packaged_weights(role: str = "decomposer") -> Path:
     return path
 
 
+def placeholder(role: str = "decomposer") -> str:
+    """What an empty weights field in a widget says it will use: the environment variable's
+    file, the packaged default, or that a file must be chosen."""
+    env = os.environ.get(ENV_VARS[role])
+    if env:
+        return f"${ENV_VARS[role]}: {Path(env).name}"
+    if _packaged_path(role).is_file():
+        return f"default {role} weights"
+    return f"choose a {role} weights file (no default ships yet)"
+
+
 def _packaged_path(role: str) -> Path:
     return PACKAGE_WEIGHTS_DIR / DEFAULT_FILES[role]
 

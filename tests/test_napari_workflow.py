@@ -267,3 +267,19 @@ def test_animate_widget_needs_a_video(make_napari_viewer, photo):
     assert widget.run() is None and not widget.running
     assert "video" in widget.status.text().lower()
     assert [layer.name for layer in viewer.layers] == ["photo"]
+
+
+def test_empty_weights_fields_say_what_they_will_use(make_napari_viewer, monkeypatch, tmp_path):
+    monkeypatch.delenv("NAPARI_AFB_WEIGHTS", raising=False)
+    monkeypatch.setenv("NAPARI_AFB_PREDICTOR_WEIGHTS", str(tmp_path / "mine.safetensors"))
+    monkeypatch.setattr("napari_afb.weights.PACKAGE_WEIGHTS_DIR", tmp_path)  # none packaged
+    viewer = make_napari_viewer()
+    widget = DecomposeWidget(viewer)
+    text = widget.weights_edit.line_edit.native.placeholderText()
+    assert text == "choose a decomposer weights file (no default ships yet)"
+    predictor = widget.predictor_edit.line_edit.native.placeholderText()
+    assert predictor == "$NAPARI_AFB_PREDICTOR_WEIGHTS: mine.safetensors"
+    (tmp_path / "decomposer.safetensors").write_bytes(b"")
+    assert DecomposeWidget(viewer).weights_edit.line_edit.native.placeholderText() == (
+        "default decomposer weights"
+    )
