@@ -29,7 +29,15 @@ from qtpy.QtWidgets import (
 
 from ._export_widget import _confirm_overwrite
 from ._layout import METADATA_KEY, is_result, squeeze_leading, stack_placement
-from ._qt_guidance import CancelOnClose, LayerCombo, current_index, fit_scroll_body, scroll_body
+from ._qt_guidance import (
+    CancelOnClose,
+    LayerCombo,
+    current_index,
+    device_combo,
+    fit_scroll_body,
+    scroll_body,
+    weights_field,
+)
 
 if TYPE_CHECKING:
     import napari
@@ -115,9 +123,6 @@ class AnimateWidget(CancelOnClose, QWidget):
         from magicgui.widgets import FileEdit
         from napari.layers import Image
 
-        from . import engine
-        from .weights import placeholder
-
         self.viewer = napari_viewer
         self.model_override: torch.nn.Module | None = None
         self.predictor_override: torch.nn.Module | None = None
@@ -134,14 +139,11 @@ class AnimateWidget(CancelOnClose, QWidget):
         self.guidance_combo = QComboBox()
         self.guidance_combo.addItem("from neighbouring frames", "neighbors")
         self.guidance_combo.addItem("predicted (continuing from frame to frame)", "predict")
-        self.weights_edit = FileEdit(mode="r", filter="*.safetensors", nullable=True)
-        self.weights_edit.line_edit.native.setPlaceholderText(placeholder("decomposer"))
-        self.predictor_edit = FileEdit(mode="r", filter="*.safetensors", nullable=True)
-        self.predictor_edit.line_edit.native.setPlaceholderText(placeholder("predictor"))
+        self.weights_edit = weights_field("decomposer")
+        self.predictor_edit = weights_field("predictor")
         self.out_edit = FileEdit(mode="w", filter="*.mp4 *.gif *.tif", nullable=True)
         self.out_edit.line_edit.native.setPlaceholderText("(optional) also save as .mp4/.gif/.tif")
-        self.device_combo = QComboBox()
-        self.device_combo.addItems(engine.available_devices())
+        self.device_combo = device_combo()
         self.run_button = QPushButton("Animate")
         self.progress = QProgressBar()
         self.progress.setRange(0, 1)
@@ -176,7 +178,7 @@ class AnimateWidget(CancelOnClose, QWidget):
         layout.addStretch(1)
 
         fit_scroll_body(self)
-        self.run_button.clicked.connect(self._on_clicked)
+        self.run_button.clicked.connect(self._on_run_clicked)
         self.video_combo.changed.connect(self._on_video)
         self.start_spin.valueChanged.connect(self._on_range)
         self.stop_spin.valueChanged.connect(self._on_range)
@@ -220,16 +222,6 @@ class AnimateWidget(CancelOnClose, QWidget):
         )
 
     # -- running ---------------------------------------------------------------------------
-
-    @property
-    def running(self) -> bool:
-        return self._worker is not None
-
-    def _on_clicked(self) -> None:
-        if self.running:
-            self.cancel()
-        else:
-            self.run()
 
     def run(self):
         """Start the animation in a worker thread; returns the worker (None if not started)."""
@@ -372,12 +364,6 @@ class AnimateWidget(CancelOnClose, QWidget):
             widget.setEnabled(True)
         if self._cancel.is_set():
             self.progress.setValue(0)
-
-    def _fail(self, message: str) -> None:
-        from napari.utils.notifications import show_error
-
-        self.status.setText(message)
-        show_error(message)
 
 
 def _duration(seconds: float) -> str:

@@ -12,7 +12,6 @@ import threading
 from typing import TYPE_CHECKING
 
 from qtpy.QtWidgets import (
-    QComboBox,
     QFormLayout,
     QLabel,
     QProgressBar,
@@ -23,7 +22,15 @@ from qtpy.QtWidgets import (
 )
 
 from ._layout import is_result, stack_placement
-from ._qt_guidance import CancelOnClose, LayerCombo, current_image, fit_scroll_body, scroll_body
+from ._qt_guidance import (
+    CancelOnClose,
+    LayerCombo,
+    current_image,
+    device_combo,
+    fit_scroll_body,
+    scroll_body,
+    weights_field,
+)
 
 if TYPE_CHECKING:
     import napari
@@ -69,11 +76,7 @@ class SampleGuidanceWidget(CancelOnClose, QWidget):
 
     def __init__(self, napari_viewer: napari.viewer.Viewer):
         super().__init__()
-        from magicgui.widgets import FileEdit
         from napari.layers import Image
-
-        from . import engine
-        from .weights import placeholder
 
         self.viewer = napari_viewer
         self.predictor_override: torch.nn.Module | None = None
@@ -91,10 +94,8 @@ class SampleGuidanceWidget(CancelOnClose, QWidget):
         self.seed_spin = QSpinBox()
         self.seed_spin.setRange(0, 2**31 - 1)
         self.seed_spin.setToolTip("The same seed always gives the same samples")
-        self.weights_edit = FileEdit(mode="r", filter="*.safetensors", nullable=True)
-        self.weights_edit.line_edit.native.setPlaceholderText(placeholder("predictor"))
-        self.device_combo = QComboBox()
-        self.device_combo.addItems(engine.available_devices())
+        self.weights_edit = weights_field("predictor")
+        self.device_combo = device_combo()
         self.run_button = QPushButton("Sample guidance")
         self.progress = QProgressBar()
         self.progress.setRange(0, 1)
@@ -121,17 +122,7 @@ class SampleGuidanceWidget(CancelOnClose, QWidget):
             self.device_combo,
         ]
         fit_scroll_body(self)
-        self.run_button.clicked.connect(self._on_clicked)
-
-    @property
-    def running(self) -> bool:
-        return self._worker is not None
-
-    def _on_clicked(self) -> None:
-        if self.running:
-            self.cancel()
-        else:
-            self.run()
+        self.run_button.clicked.connect(self._on_run_clicked)
 
     def cancel(self) -> None:
         """Ask the running sampling to stop; what it returns afterwards is not added."""
@@ -155,7 +146,7 @@ class SampleGuidanceWidget(CancelOnClose, QWidget):
         try:
             layer, image, frame = self._current_image()
         except ValueError as exc:
-            self._show_error(str(exc))
+            self._fail(str(exc))
             return None
         n, seed = self.samples_spin.value(), self.seed_spin.value()
         weights = self.weights_edit.value
@@ -190,7 +181,7 @@ class SampleGuidanceWidget(CancelOnClose, QWidget):
             return
         labels, log_prob, summary, error = result
         if error:
-            self._show_error(error)
+            self._fail(error)
             return
         source, frame, seed = context
         placement = stack_placement(self.viewer, source, frame, "sample")
@@ -217,7 +208,7 @@ class SampleGuidanceWidget(CancelOnClose, QWidget):
         )
 
     def _on_errored(self, exc: Exception) -> None:
-        self._show_error(f"{exc}" if isinstance(exc, ValueError) else f"Failed: {exc!r}")
+        self._fail(f"{exc}" if isinstance(exc, ValueError) else f"Failed: {exc!r}")
 
     def _on_finished(self) -> None:
         self._worker = None
@@ -226,9 +217,3 @@ class SampleGuidanceWidget(CancelOnClose, QWidget):
             widget.setEnabled(True)
         self.progress.setRange(0, 1)
         self.progress.setValue(1 if not self._cancel.is_set() else 0)
-
-    def _show_error(self, message: str) -> None:
-        from napari.utils.notifications import show_error
-
-        self.status.setText(message)
-        show_error(message)

@@ -110,13 +110,54 @@ def fit_scroll_body(widget: QWidget) -> None:
     area.setMinimumHeight(min(area.widget().sizeHint().height(), DOCK_MIN_HEIGHT))
 
 
+def weights_field(role: str):
+    """A magicgui file field for a ``role`` weights file, empty by default, whose placeholder
+    says what an empty field uses (:func:`napari_afb.weights.placeholder`)."""
+    from magicgui.widgets import FileEdit
+
+    from .weights import placeholder
+
+    edit = FileEdit(mode="r", filter="*.safetensors", nullable=True)
+    edit.line_edit.native.setPlaceholderText(placeholder(role))
+    return edit
+
+
+def device_combo() -> QComboBox:
+    """A combo box of the devices this machine has (auto first)."""
+    from . import engine
+
+    combo = QComboBox()
+    combo.addItems(engine.available_devices())
+    return combo
+
+
 class CancelOnClose:
-    """Mixin for a dock widget with a :meth:`cancel`: closing it cancels its run. napari's close
-    button takes the widget out of its dock (its parent becomes None) without a close event,
-    so both are watched. ``closed`` is True from then on: a run that ends later adds nothing."""
+    """Mixin for a dock widget that runs one job at a time in ``self._worker`` (None when idle),
+    with ``run()``, ``cancel()`` and a ``status`` label. Its one button toggles Run / Cancel
+    (:meth:`_on_run_clicked`), :meth:`_fail` shows a message in the status line and as a
+    notification, and closing the widget cancels its run: napari's close button takes the
+    widget out of its dock (its parent becomes None) without a close event, so both are
+    watched. ``closed`` is True from then on: a run that ends later adds nothing."""
 
     closed = False
     _had_parent = False
+    _worker = None
+
+    @property
+    def running(self) -> bool:
+        return self._worker is not None
+
+    def _on_run_clicked(self) -> None:
+        if self.running:
+            self.cancel()
+        else:
+            self.run()
+
+    def _fail(self, message: str) -> None:
+        from napari.utils.notifications import show_error
+
+        self.status.setText(message)
+        show_error(message)
 
     def event(self, event) -> bool:
         if event.type() == QEvent.Type.ParentChange:

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from qtpy.QtWidgets import (
-    QComboBox,
     QFormLayout,
     QLabel,
     QProgressBar,
@@ -32,11 +31,13 @@ from ._qt_guidance import (
     GuidanceWidget,
     LayerCombo,
     current_image,
+    device_combo,
     direction_text,
     fit_scroll_body,
     image_spatial_shape,
     scroll_body,
     spatial_transform,
+    weights_field,
 )
 from .guidance import NAMES, check_guidance
 
@@ -150,11 +151,7 @@ class DecomposeWidget(CancelOnClose, QWidget):
 
     def __init__(self, napari_viewer: napari.viewer.Viewer):
         super().__init__()
-        from magicgui.widgets import FileEdit
         from napari.layers import Image, Labels
-
-        from . import engine
-        from .weights import placeholder
 
         self.viewer = napari_viewer
         self.model_override: torch.nn.Module | None = None
@@ -177,16 +174,13 @@ class DecomposeWidget(CancelOnClose, QWidget):
             "between this video frame and its neighbours, the guidance predictor's most "
             "plausible sample, or one direction for the whole image (camera shake)"
         )
-        self.weights_edit = FileEdit(mode="r", filter="*.safetensors", nullable=True)
-        self.weights_edit.line_edit.native.setPlaceholderText(placeholder("decomposer"))
+        self.weights_edit = weights_field("decomposer")
         self.weights_edit.native.setToolTip("The decomposer's weights file (.safetensors)")
-        self.predictor_edit = FileEdit(mode="r", filter="*.safetensors", nullable=True)
-        self.predictor_edit.line_edit.native.setPlaceholderText(placeholder("predictor"))
+        self.predictor_edit = weights_field("predictor")
         self.predictor_edit.native.setToolTip(
             "The guidance predictor's weights file, for the 'predicted' guidance"
         )
-        self.device_combo = QComboBox()
-        self.device_combo.addItems(engine.available_devices())
+        self.device_combo = device_combo()
         self.tile_spin = QSpinBox()
         self.tile_spin.setRange(0, 16384)
         self.tile_spin.setSingleStep(64)
@@ -349,16 +343,6 @@ class DecomposeWidget(CancelOnClose, QWidget):
 
     # -- running ---------------------------------------------------------------------------
 
-    @property
-    def running(self) -> bool:
-        return self._worker is not None
-
-    def _on_run_clicked(self) -> None:
-        if self.running:
-            self.cancel()
-        else:
-            self.run()
-
     def run(self):
         """Start a decomposition in a worker thread; returns the worker (None if not started)."""
         from napari.qt.threading import thread_worker
@@ -447,12 +431,6 @@ class DecomposeWidget(CancelOnClose, QWidget):
         if not done or self._cancel.is_set():
             self.progress.setRange(0, 1)
             self.progress.setValue(0)
-
-    def _fail(self, message: str) -> None:
-        from napari.utils.notifications import show_error
-
-        self.status.setText(message)
-        show_error(message)
 
     def _show_estimated_guidance(self, job: _Job, labels: np.ndarray) -> None:
         """Show the estimated map as '<image> video guidance' or '<image> predicted guidance'
