@@ -126,9 +126,12 @@ def test_decompose_on_a_video_defaults_to_its_neighbouring_frames(make_napari_vi
     widget = _docked(viewer, DecomposeWidget, model)
     assert widget.guidance_combo.current() == NEIGHBORS
     _run(qtbot, widget)
-    labels = guidance_from_neighbors(video[5], video[6], video[7])
+    used = viewer.layers["clip video guidance"].data  # what the job estimated and used
     frames = viewer.layers["clip frames"].data
-    assert np.array_equal(frames[:, 0], decompose(video[6], labels, model=model))
+    assert np.array_equal(frames[:, 0], decompose(video[6], used, model=model))
+    # It is the motion between frames 5, 6 and 7 (DIS flow in another thread may flip a few
+    # pixels at the labels' threshold).
+    assert np.mean(used == guidance_from_neighbors(video[5], video[6], video[7])) > 0.97
     # A photo has no neighbours: its default stays a direction or its painted layer.
     viewer.add_image(video[0], name="still", rgb=True)
     widget.image_combo.select("still")
@@ -216,7 +219,12 @@ def test_animate_widget_animates_a_range_into_a_layer_of_its_own(
     cpu = engine.select_device("cpu")
     labels = guidance_from_neighbors(video[3], video[4], video[5])
     first = engine.run(engine.decompose_iter(video[4], labels, model=model, device=cpu))
-    assert np.array_equal(layer.data[:7, 0], first)
+    # Video frame 4 with the guidance of frames 3-5 (up to a few pixels whose label DIS flow
+    # in another thread may flip), and not frame 5's.
+    second = engine.run(engine.decompose_iter(video[5], labels, model=model, device=cpu))
+    shown = layer.data[:7, 0].astype(int)
+    assert np.mean(shown == first) > 0.95
+    assert np.abs(shown - first).mean() < 0.3 * np.abs(shown - second).mean()
     assert layer.metadata["napari_afb"]["frames"] == [4, 6]
     assert any("left" in m for m in messages)  # an estimate of the time left
     assert "Done" in widget.status.text() and "Saved to" in widget.status.text()
