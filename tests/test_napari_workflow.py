@@ -129,9 +129,12 @@ def test_decompose_on_a_video_defaults_to_its_neighbouring_frames(make_napari_vi
     used = viewer.layers["clip video guidance"].data  # what the job estimated and used
     frames = viewer.layers["clip frames"].data
     assert np.array_equal(frames[:, 0], decompose(video[6], used, model=model))
-    # It is the motion between frames 5, 6 and 7 (DIS flow in another thread may flip a few
-    # pixels at the labels' threshold).
-    assert np.mean(used == guidance_from_neighbors(video[5], video[6], video[7])) > 0.97
+    # It is the motion between frames 5, 6 and 7. (OpenCV's DIS flow is not bit-reproducible
+    # across threads and thread settings: in the full suite 4 % of the labels differed from a
+    # fresh estimate in the main thread.)
+    fresh = guidance_from_neighbors(video[5], video[6], video[7])
+    other = guidance_from_neighbors(video[0], video[1], video[2])
+    assert np.mean(used == fresh) > 0.9 and np.mean(used == fresh) > np.mean(used == other)
     # A photo has no neighbours: its default stays a direction or its painted layer.
     viewer.add_image(video[0], name="still", rgb=True)
     widget.image_combo.select("still")
@@ -194,10 +197,18 @@ def test_status_says_when_the_layers_it_names_are_deleted(make_napari_viewer, qt
 
 
 def test_animate_widget_animates_a_range_into_a_layer_of_its_own(
-    make_napari_viewer, qtbot, video, tmp_path
+    make_napari_viewer, qtbot, video, tmp_path, monkeypatch
 ):
-    from napari_afb import engine
+    from napari_afb import animate, engine
 
+    used = []  # (previous, current, next, labels) of every estimate the job made
+
+    def recording(prev, cur, nxt):
+        labels = guidance_from_neighbors(prev, cur, nxt)
+        used.append((prev, cur, nxt, labels))
+        return labels
+
+    monkeypatch.setattr(animate, "guidance_from_neighbors", recording)
     viewer = make_napari_viewer()
     clip = viewer.add_image(video, name="clip", rgb=True, axis_labels=("t", "y", "x"))
     viewer.dims.set_current_step(0, 3)
@@ -216,15 +227,13 @@ def test_animate_widget_animates_a_range_into_a_layer_of_its_own(
     layer = viewer.layers["clip animation 4-5"]
     assert layer.data.shape == (14, 1, 48, 64, 3)  # its own axis; stretched over the video's t
     assert layer.axis_labels[0] == "animation"
+    # Video frame 4, with the guidance estimated from its real neighbours 3 and 5, then 5.
+    assert len(used) == 2
+    for (prev, cur, nxt, _), t in zip(used, (4, 5)):
+        assert all(np.array_equal(a, video[b]) for a, b in ((prev, t - 1), (cur, t), (nxt, t + 1)))
     cpu = engine.select_device("cpu")
-    labels = guidance_from_neighbors(video[3], video[4], video[5])
-    first = engine.run(engine.decompose_iter(video[4], labels, model=model, device=cpu))
-    # Video frame 4 with the guidance of frames 3-5 (up to a few pixels whose label DIS flow
-    # in another thread may flip), and not frame 5's.
-    second = engine.run(engine.decompose_iter(video[5], labels, model=model, device=cpu))
-    shown = layer.data[:7, 0].astype(int)
-    assert np.mean(shown == first) > 0.95
-    assert np.abs(shown - first).mean() < 0.3 * np.abs(shown - second).mean()
+    first = engine.run(engine.decompose_iter(video[4], used[0][3], model=model, device=cpu))
+    assert np.array_equal(layer.data[:7, 0], first)
     assert layer.metadata["napari_afb"]["frames"] == [4, 6]
     assert any("left" in m for m in messages)  # an estimate of the time left
     assert "Done" in widget.status.text() and "Saved to" in widget.status.text()
