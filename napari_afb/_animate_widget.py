@@ -69,6 +69,7 @@ def animate_job(
     device,
     tile,
     out,
+    fps,
     cancel,
 ):
     """Worker thread (no Qt, no napari): load the models, animate ``frames`` of ``video``,
@@ -101,7 +102,6 @@ def animate_job(
         if out is not None:
             from .export import export_frames
 
-            fps = getattr(video, "fps", None) or 25.0
             yield engine.Progress(len(frames), len(frames), f"writing {out.name}...")
             export_frames(stack, out, fps=fps * int(model.n_frames), overwrite=True)
     except engine.Cancelled:
@@ -248,6 +248,7 @@ class AnimateWidget(CancelOnClose, QWidget):
                 f"shorter range here, or the whole video with `napari-afb animate` (it streams "
                 f"to a file)."
             )
+        fps = float((layer.metadata or {}).get("fps") or getattr(video, "fps", None) or 25.0)
         out = self.out_edit.value
         out = Path(out).expanduser() if out else None
         if out is not None and out.exists() and not _confirm_overwrite(self, out):
@@ -265,9 +266,10 @@ class AnimateWidget(CancelOnClose, QWidget):
             device=self.device_combo.currentText(),
             tile=None,
             out=out,
+            fps=fps,
             cancel=self._cancel.is_set,
         )
-        context = (layer, frames, out)
+        context = (layer, frames, out, fps)
         worker.yielded.connect(self._on_progress)
         worker.returned.connect(lambda result: self._on_returned(result, context))
         worker.errored.connect(self._on_errored)
@@ -321,13 +323,12 @@ class AnimateWidget(CancelOnClose, QWidget):
         if error:
             self._fail(error)
             return
-        layer, frames, out = context
+        layer, frames, out, fps = context
         n = len(stack) // len(frames)
         placement = stack_placement(self.viewer, layer, None, "animation")
         rgb = stack.ndim == 4
-        fps = float((layer.metadata or {}).get("fps", 25.0))
         result_layer = self.viewer.add_image(
-            placement.shaped(stack, rgb),
+            placement.shaped(stack),
             name=f"{layer.name} animation {frames[0]}-{frames[-1]}",
             rgb=rgb,
             metadata={

@@ -43,7 +43,7 @@ class Placement:
     scale: tuple[float, ...]
     axis_labels: tuple[str, ...]
 
-    def shaped(self, stack: np.ndarray, rgb: bool) -> np.ndarray:
+    def shaped(self, stack: np.ndarray) -> np.ndarray:
         """(n, H, W[, C]) -> (n, 1, ..., 1, H, W[, C])."""
         n, rest = stack.shape[0], stack.shape[1:]
         return stack.reshape(n, *([1] * self.singletons), *rest)

@@ -186,7 +186,7 @@ class SampleGuidanceWidget(CancelOnClose, QWidget):
         source, frame, seed = context
         placement = stack_placement(self.viewer, source, frame, "sample")
         layer = self.viewer.add_labels(
-            placement.shaped(labels, rgb=False),
+            placement.shaped(labels),
             **guidance_layer_kwargs(f"{source.name} guidance samples"),
             **placement.kwargs(),
             metadata={

@@ -486,7 +486,7 @@ class DecomposeWidget(CancelOnClose, QWidget):
         else:
             placement = stack_placement(self.viewer, job.layer, job.frame, "frame")
             layer = self.viewer.add_image(
-                placement.shaped(frames, rgb),
+                placement.shaped(frames),
                 name=name,
                 rgb=rgb,
                 metadata={METADATA_KEY: provenance},

@@ -54,6 +54,13 @@ def _continuing(samples: np.ndarray, previous: np.ndarray | None) -> np.ndarray:
     return samples[int(np.argmax(agree))]  # argmax keeps the first (most plausible) on ties
 
 
+def _check_guidance(guidance: str, predictor) -> None:
+    if guidance not in GUIDANCE_SOURCES:
+        raise ValueError(f"guidance must be one of {GUIDANCE_SOURCES}, not {guidance!r}")
+    if guidance == "predict" and predictor is None:
+        raise ValueError("guidance='predict' needs the predictor module")
+
+
 def frame_range(n: int, start: int | None = None, stop: int | None = None) -> range:
     """The video frames ``start`` (default 0) up to ``stop`` (exclusive, default the end) of a
     video of ``n`` frames, checked: ValueError names the problem."""
@@ -86,10 +93,7 @@ def animate_frames(
     N frames. Guidance comes from the true neighbouring frames, also outside ``frames``.
     Yields :class:`~napari_afb.engine.Progress` per video frame (``done`` counts frames of the
     range); ``cancel`` is polled between tiles and frames."""
-    if guidance not in GUIDANCE_SOURCES:
-        raise ValueError(f"guidance must be one of {GUIDANCE_SOURCES}, not {guidance!r}")
-    if guidance == "predict" and predictor is None:
-        raise ValueError("guidance='predict' needs the predictor module")
+    _check_guidance(guidance, predictor)
     n_video, total = len(video), len(frames)
     stop = cancel or (lambda: False)
     first = frames[0]
@@ -137,8 +141,7 @@ def animate_iter(
     in and out, frame rates, size). ``cancel`` is polled between tiles and frames.
     """
     out = Path(out)
-    if guidance not in GUIDANCE_SOURCES:
-        raise ValueError(f"guidance must be one of {GUIDANCE_SOURCES}, not {guidance!r}")
+    _check_guidance(guidance, predictor)  # here too: before the output is opened
     if out.suffix.lower() not in (".mp4", ".avi"):
         raise ValueError(f"{out}: write the animation as .mp4 (or .avi)")
     if Path(source).suffix.lower() in STILL_SUFFIXES:

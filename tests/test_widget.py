@@ -249,7 +249,7 @@ def test_video_results_have_their_own_axis(make_napari_viewer, qtbot):
 
     placement = stack_placement(viewer, clip, 12, "sample")
     sample_layer = viewer.add_labels(
-        placement.shaped(samples, rgb=False), name="clip guidance samples", **placement.kwargs()
+        placement.shaped(samples), name="clip guidance samples", **placement.kwargs()
     )
     assert viewer.dims.axis_labels == ("sample", "t", "y", "x")
     viewer.dims.set_current_step(0, 2)  # the user picks sample 2

@@ -214,12 +214,12 @@ def blur_cues(image: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
     def at(dx: int, dy: int) -> torch.Tensor:  # grey(p + (dx, dy)), borders replicated
         return padded[..., reach + dy : reach + dy + h, reach + dx : reach + dx + w]
 
-    correlations = []
+    products = []  # per direction: g * g, then g times g shifted by each lag
     for dx, dy in CUE_DIRECTIONS:
         g = at(dx, dy) - grey
         shifted = [at((lag + 1) * dx, (lag + 1) * dy) - at(lag * dx, lag * dy) for lag in CUE_LAGS]
-        correlations += [g * g] + [g * s for s in shifted]
-    local = _box(torch.cat(correlations, dim=1), CUE_WINDOW)
+        products += [g * g] + [g * s for s in shifted]
+    local = _box(torch.cat(products, dim=1), CUE_WINDOW)
     per_dir = local.view(len(image), len(CUE_DIRECTIONS), len(CUE_LAGS) + 1, *image.shape[-2:])
     energy = per_dir[:, :, :1] + eps
     energies = torch.log(energy) / 4 + 2  # about [-1, 1] over what photos hold
