@@ -18,7 +18,7 @@ frames: reversing time maps 1 <-> 3 and 2 <-> 4. This module is numpy only (no t
 
 from __future__ import annotations
 
-import dataclasses
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -227,24 +227,27 @@ class Augmentation:
         b = rng.integers(0, 2, size=3)
         return cls(bool(b[0]), bool(b[1]), int(rng.integers(0, 4)), bool(b[2]))
 
-    def _spatial(self, arr: np.ndarray, y_axis: int) -> np.ndarray:
+    def _spatial(self, arr, y_axis: int):
         x_axis = y_axis + 1
         if self.flip_x:
-            arr = np.flip(arr, axis=x_axis)
+            arr = _flip(arr, x_axis)
         if self.flip_y:
-            arr = np.flip(arr, axis=y_axis)
+            arr = _flip(arr, y_axis)
         if self.rot90 % 4:
-            arr = np.rot90(arr, k=self.rot90 % 4, axes=(y_axis, x_axis))
-        return np.ascontiguousarray(arr)
+            arr = _rot90(arr, self.rot90 % 4, (y_axis, x_axis))
+        return _contiguous(arr)
 
-    def apply_image(self, image: np.ndarray) -> np.ndarray:
-        """(H, W[, C]) -> transformed image (a blurry input is unchanged by time reversal)."""
-        return self._spatial(np.asarray(image), 0)
+    def apply_image(self, image, *, batched: bool = False):
+        """(H, W[, C]) -> transformed image (a blurry input is unchanged by time reversal).
+        ``batched``: (B, H, W, C), numpy or torch."""
+        return self._spatial(_array(image), int(batched))
 
-    def apply_frames(self, frames: np.ndarray) -> np.ndarray:
-        """(N, H, W[, C]) frames in time order -> transformed frames in the new time order."""
-        out = self._spatial(np.asarray(frames), 1)
-        return np.ascontiguousarray(out[::-1]) if self.reverse else out
+    def apply_frames(self, frames, *, batched: bool = False):
+        """(N, H, W[, C]) frames in time order -> transformed frames in the new time order.
+        ``batched``: (B, N, H, W, C), numpy or torch."""
+        t = int(batched)
+        out = self._spatial(_array(frames), t + 1)
+        return _contiguous(_flip(out, t)) if self.reverse else out
 
     def apply_guidance(self, labels: np.ndarray) -> np.ndarray:
         """(H, W) labels -> transformed labels (moved and relabelled)."""
@@ -259,27 +262,30 @@ class Augmentation:
             out = _REVERSE[out]
         return np.ascontiguousarray(out)
 
-    def apply_flow(self, flow: np.ndarray) -> np.ndarray:
-        """(H, W, 2) per-step motion (dx, dy) -> transformed motion."""
-        out = np.asarray(flow, dtype=np.float32)
+    def _vectors(self, field):
+        """Turn a field of (dx, dy) vectors, (..., H, W, 2), with the image."""
+        out = _array(field, np.float32)
+        y = out.ndim - 3
         if self.flip_x:
-            out = np.flip(out, axis=1) * np.array([-1, 1], np.float32)
+            out = _flip(out, y + 1) * _scale(out, -1, 1)
         if self.flip_y:
-            out = np.flip(out, axis=0) * np.array([1, -1], np.float32)
-        for _ in range(self.rot90 % 4):
-            out = np.rot90(out)[..., ::-1] * np.array([1, -1], np.float32)
-        if self.reverse:
-            out = -out
-        return np.ascontiguousarray(out)
+            out = _flip(out, y) * _scale(out, 1, -1)
+        for _ in range(self.rot90 % 4):  # (dx, dy) -> (dy, -dx)
+            out = _flip(_rot90(out, 1, (y, y + 1)), -1) * _scale(out, 1, -1)
+        return out
 
-    def apply_motion(self, motion: np.ndarray) -> np.ndarray:
-        """(N, H, W, 2) per-frame sampling offsets from a middle frame (see
+    def apply_flow(self, flow):
+        """(..., H, W, 2) per-step motion (dx, dy) -> transformed motion (numpy or torch)."""
+        out = self._vectors(flow)
+        return _contiguous(-out if self.reverse else out)
+
+    def apply_motion(self, motion):
+        """(..., N, H, W, 2) per-frame sampling offsets from a middle frame (see
         ``training.window.Window.motion``) -> transformed offsets in the new time order. Each
         field is a displacement, so it turns with the image like a flow; time reversal only
         reorders the frames (the middle frame of an odd N stays the middle frame)."""
-        spatial = dataclasses.replace(self, reverse=False)
-        out = np.stack([spatial.apply_flow(m) for m in np.asarray(motion, np.float32)])
-        return np.ascontiguousarray(out[::-1]) if self.reverse else out
+        out = self._vectors(motion)
+        return _contiguous(_flip(out, out.ndim - 4) if self.reverse else out)
 
     def inverse(self) -> Augmentation:
         """The augmentation that undoes this one."""
@@ -289,3 +295,35 @@ class Augmentation:
         odd_flips = (self.flip_x + self.flip_y) % 2 == 1
         k = self.rot90 % 4 if odd_flips else (-self.rot90) % 4
         return Augmentation(self.flip_x, self.flip_y, k, self.reverse)
+
+
+# Array helpers that work on numpy arrays and torch tensors alike (torch is not imported here:
+# a tensor is recognised only when torch is already loaded).
+
+
+def _is_tensor(arr) -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(arr, torch.Tensor)
+
+
+def _array(arr, dtype=None):
+    if _is_tensor(arr):
+        return arr if dtype is None else arr.float()
+    return np.asarray(arr, dtype=dtype)
+
+
+def _flip(arr, axis: int):
+    return arr.flip(axis) if _is_tensor(arr) else np.flip(arr, axis=axis)
+
+
+def _rot90(arr, k: int, axes: tuple[int, int]):
+    return arr.rot90(k, axes) if _is_tensor(arr) else np.rot90(arr, k=k, axes=axes)
+
+
+def _contiguous(arr):
+    return arr.contiguous() if _is_tensor(arr) else np.ascontiguousarray(arr)
+
+
+def _scale(arr, sx: float, sy: float):
+    """A multiplier of the (dx, dy) channels, of ``arr``'s kind."""
+    return arr.new_tensor([sx, sy]) if _is_tensor(arr) else np.array([sx, sy], np.float32)
