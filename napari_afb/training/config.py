@@ -33,6 +33,8 @@ class DataSection:
     stills: bool = True
     stills_fraction: float = 0.3
     stills_only_steps: int = 0
+    # folders made by scripts/prepare_stills.py (`make stills`): more real photos for the stills
+    stills_dirs: list[str] = field(default_factory=list)
     n_frames: int = 7
     crop: int = 128
     batch_size: int = 8
@@ -44,6 +46,11 @@ class DataSection:
     jpeg_prob: float = 0.3
     cache_windows: int = 0  # > 0: synthesize this many windows once, re-augment every epoch
     cache_dir: str = ""  # where the cache lives ("": <out_dir>/window_cache); runs may share it
+    # "workers": each window made by numpy/OpenCV in DataLoader workers, its own flow computed;
+    # "device": flows computed once per clip (cached in flow_cache_dir), batches synthesized by
+    # torch on the training device (training/device_data.py)
+    synthesis: str = "workers"
+    flow_cache_dir: str = ""  # "": <out_dir>/flow_cache; runs on the same clips may share it
     val_windows: int = 16
     val_width: int = 320  # 0: validate on crops of `crop` px instead of resized full frames
 
@@ -82,6 +89,13 @@ class TrainConfig:
                 problems.append(f"data.{name} must be at least 1")
         if not 0 <= d.stills_fraction <= 1:
             problems.append(f"data.stills_fraction must be in [0, 1] (got {d.stills_fraction})")
+        if d.synthesis not in ("workers", "device"):
+            problems.append(f"data.synthesis must be 'workers' or 'device' (got {d.synthesis!r})")
+        elif d.synthesis == "device" and d.cache_windows:
+            problems.append(
+                "data.cache_windows is for synthesis = 'workers'; with 'device' the flows are "
+                "cached and every window is new: set cache_windows = 0"
+            )
         if o.lr <= 0 or o.steps < 1:
             problems.append("optim.lr must be > 0 and optim.steps >= 1")
         if o.precision not in ("auto", "float32", "bfloat16", "float16"):

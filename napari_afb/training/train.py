@@ -30,6 +30,7 @@ from ..engine import autocast_dtype, select_device
 from ..weights import save_weights, state_digest
 from .config import TrainConfig
 from .datasets import CachedWindows, VideoWindows, WindowSpec, open_clips, validation_windows
+from .device_data import DeviceBatches
 from .losses import baseline_loss, decomposer_loss, motion_loss, predictor_loss
 from .synthesis import SynthesisConfig
 
@@ -135,7 +136,9 @@ def build_data(cfg: TrainConfig, rank: int = 0):
             substeps=d.substeps, noise_std=d.noise_std, jpeg_prob=d.jpeg_prob
         ),
     )
-    clips = open_clips(d.videos, d.max_step_motion) if d.videos else []
+    # A clip's short side must hold a crop and its margin (WindowSpec.margin) at its scale.
+    min_side = max(160, d.crop + 2 * spec.margin)
+    clips = open_clips(d.videos, d.max_step_motion, min_side) if d.videos else []
     stills = None
     if d.stills:
         from .stills import StillsSource
@@ -145,7 +148,26 @@ def build_data(cfg: TrainConfig, rank: int = 0):
             size=(d.crop, d.crop),
             substeps=d.substeps,
             max_shift=d.max_step_motion * (d.n_frames - 1),
+            folders=d.stills_dirs,
         )
+    if d.synthesis == "device":
+        from .device_data import build_clip_flows
+
+        root = Path(d.flow_cache_dir) if d.flow_cache_dir else Path(cfg.out_dir) / "flow_cache"
+        if rank == 0:
+            build_clip_flows(clips, root, workers=max(d.workers, 1))
+        if dist.is_initialized():
+            dist.barrier()
+        train = DeviceBatches(
+            build_clip_flows(clips, root, progress=False),
+            spec,
+            d.batch_size,
+            seed=cfg.seed,
+            stills=stills,
+            stills_fraction=d.stills_fraction,
+            stills_only_steps=d.stills_only_steps,
+        )
+        return train, _validation(cfg, stills, rank)
     train = VideoWindows(
         clips,
         spec,
@@ -162,7 +184,7 @@ def build_data(cfg: TrainConfig, rank: int = 0):
         train.stills_only_epochs = math.ceil(d.stills_only_steps / per_epoch)
     if d.cache_windows:
         key = {k: v for k, v in dataclasses.asdict(d).items() if not k.startswith("val")}
-        for unrelated in ("workers", "cache_dir"):
+        for unrelated in ("workers", "cache_dir", "synthesis", "flow_cache_dir"):
             key.pop(unrelated)
         folder = Path(d.cache_dir) if d.cache_dir else Path(cfg.out_dir) / "window_cache"
         train = CachedWindows(train, d.cache_windows, folder, key)
@@ -170,6 +192,12 @@ def build_data(cfg: TrainConfig, rank: int = 0):
             train.fill(workers=max(d.workers, 1))
         if dist.is_initialized():
             dist.barrier()
+    return train, _validation(cfg, stills, rank)
+
+
+def _validation(cfg: TrainConfig, stills, rank: int) -> list:
+    """The fixed validation windows (on rank 0; none elsewhere)."""
+    d = cfg.data
     val = []
     if rank == 0 and d.val_windows:
         if d.val_videos:
@@ -183,7 +211,7 @@ def build_data(cfg: TrainConfig, rank: int = 0):
         elif stills is not None:  # no held-out clips: a fixed set of stills windows
             rng = np.random.default_rng([cfg.seed, 99])
             val = [stills.sample(rng) for _ in range(d.val_windows)]
-    return train, val
+    return val
 
 
 #: The validation metric that picks the best weights, per role (higher is better).
@@ -370,8 +398,13 @@ def train(
         best = {**initial, "step": step}  # a step must beat the start to be exported
     cancelled = timed_out = False
     t_last, n_last = time.perf_counter(), 0
-    sampler = EpochSampler(len(train_set), cfg.seed, rank, world, cfg.data.batch_size, step)
-    loader = _loader(train_set, cfg, sampler, pin=dev.type == "cuda")
+    if isinstance(train_set, DeviceBatches):  # batches made on the device, step by step
+        loader = train_set.to(dev).batches(step, rank)
+        per_epoch = max(1, cfg.data.items_per_epoch // (cfg.data.batch_size * world))
+    else:
+        sampler = EpochSampler(len(train_set), cfg.seed, rank, world, cfg.data.batch_size, step)
+        loader = _loader(train_set, cfg, sampler, pin=dev.type == "cuda")
+        per_epoch = sampler.batches_per_epoch
     if step < cfg.optim.steps:
         for batch in loader:
             if should_stop is not None and should_stop():
@@ -410,7 +443,7 @@ def train(
                         "lr": sched.get_last_lr()[0],
                         "grad_norm": float(grad_norm),
                         "samples_per_s": n_last / (now - t_last),
-                        "epoch": (step - 1) // sampler.batches_per_epoch,
+                        "epoch": (step - 1) // per_epoch,
                     }
                 )
                 if bar is not None:
