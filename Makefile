@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 # pip pick a multi-GB CUDA build (see ../shared/design/SETUP.md). Override for another platform.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: demo test lint bench install install-test xvfb clean
+.PHONY: demo test lint bench stills install install-test xvfb clean
 
 demo: install
 	$(BIN)/napari-afb demo --out demo_out --overwrite
@@ -24,6 +24,11 @@ lint: install-test
 
 bench: install
 	$(BIN)/python benchmarks/bench_core.py
+
+# Extra training photos from pinned Debian packages into .afbstills/ (apt-get download, no root;
+# a rerun only verifies the checksums), and their licence table (docs/STILLS_SOURCES.md).
+stills: install
+	$(BIN)/python scripts/prepare_stills.py --write-sources docs/STILLS_SOURCES.md
 
 install: $(VENV)/.installed-runtime
 install-test: $(VENV)/.installed-test

@@ -15,15 +15,23 @@ identity) to its output position at time ``tau``; ``s(tau) = exp(zoom * tau)``,
 ``theta(tau) = rotation * tau``. The flow at a pixel is ``(G_0.5(p) - G_-0.5(p)) / (n_frames - 1)``
 for the layer that covers the pixel at mid-exposure.
 
+Besides the default stills, a source can take folders of photos that
+``scripts/prepare_stills.py`` prepares from Debian packages (``.afbstills/``, see
+:func:`load_still_folder`); each JPEG is checked against the folder's ``MANIFEST.json``.
+
 numpy and OpenCV only (scikit-image for the default stills).
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -31,7 +39,16 @@ import numpy as np
 from ..samples import linear_to_srgb, srgb_to_linear
 from .window import Window
 
-__all__ = ["STILLS", "Exposure", "Layer", "MotionPath", "StillsSource", "render_exposure"]
+__all__ = [
+    "STILLS",
+    "Exposure",
+    "Layer",
+    "MotionPath",
+    "StillsFolderError",
+    "StillsSource",
+    "load_still_folder",
+    "render_exposure",
+]
 
 #: The default stills: scikit-image ``data`` function -> (licence note, sampling weight).
 #: Only images that ship inside the scikit-image wheel (no download) and whose docstring states
@@ -323,6 +340,89 @@ def _default_stills() -> tuple[_Still, ...]:
     return tuple(out)
 
 
+class StillsFolderError(ValueError):
+    """A stills folder is missing, incomplete or does not match its ``MANIFEST.json``."""
+
+
+_MANIFEST = "MANIFEST.json"
+_RERUN = "rerun `python scripts/prepare_stills.py` (or `make stills`)"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _verify_still_folder(path: str | os.PathLike) -> tuple[tuple[str, str, str, str], ...]:
+    """(name, file, sha256, licence) of every photo in the folder, each file checked against
+    the manifest; raises :class:`StillsFolderError` naming what is wrong."""
+    folder = Path(path)
+    manifest_path = folder / _MANIFEST
+    if not manifest_path.is_file():
+        raise StillsFolderError(f"{manifest_path} not found: {_RERUN}")
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        files = manifest["files"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise StillsFolderError(f"{manifest_path} is unreadable ({exc}): {_RERUN}") from exc
+    out = []
+    for entry in files:
+        try:
+            name, digest = str(entry["name"]), str(entry["sha256"])
+        except (KeyError, TypeError) as exc:
+            raise StillsFolderError(f"{manifest_path} has a bad entry {entry!r}: {_RERUN}") from exc
+        file = folder / name
+        if Path(name).name != name:  # only files directly in the folder
+            raise StillsFolderError(f"{manifest_path} names a file outside the folder: {name!r}")
+        if not file.is_file():
+            raise StillsFolderError(f"{file} is missing: {_RERUN}")
+        if _sha256(file) != digest:
+            raise StillsFolderError(f"{file} does not match its sha256 in {_MANIFEST}: {_RERUN}")
+        details = ", ".join(str(entry[k]) for k in ("author", "package", "version") if entry.get(k))
+        licence = str(entry.get("licence", "unknown")) + (f" ({details})" if details else "")
+        out.append((Path(name).stem, str(file.resolve()), digest, licence))
+    if not out:
+        raise StillsFolderError(f"{manifest_path} lists no photos: {_RERUN}")
+    return tuple(out)
+
+
+@functools.lru_cache(maxsize=8)
+def _decode_still_folder(
+    entries: tuple[tuple[str, str, str, str], ...], weight: float
+) -> tuple[_Still, ...]:
+    # Keyed on the verified sha256s, so a changed file is never served from the cache.
+    out = []
+    for name, file, _, licence in entries:
+        image = cv2.imread(file, cv2.IMREAD_COLOR)
+        if image is None:
+            raise StillsFolderError(f"OpenCV cannot read {file}: {_RERUN}")
+        out.append(_make_still(name, cv2.cvtColor(image, cv2.COLOR_BGR2RGB), licence, weight))
+    return tuple(out)
+
+
+def load_still_folder(path: str | os.PathLike, weight: float = 1.0) -> tuple[_Still, ...]:
+    """The photos of a stills folder made by ``scripts/prepare_stills.py`` (``.afbstills/``).
+
+    Parameters
+    ----------
+    path : the folder; its ``MANIFEST.json`` lists every JPEG with its sha256 and licence
+    weight : sampling weight of each photo (the default stills have 1.0 or 0.5)
+
+    Returns
+    -------
+    The stills, named by file stem (e.g. ``mate-ladybird``), their licence noted as
+    ``"CC-BY-4.0 (author, package, version)"``. Every file is checked against the manifest on
+    each call (a few ms); decoding is cached. Raises :class:`StillsFolderError` if the manifest
+    or a file is missing or a file does not match its sha256.
+    """
+    if not weight > 0:
+        raise ValueError(f"weight must be positive, got {weight}")
+    return _decode_still_folder(_verify_still_folder(path), float(weight))
+
+
 def _loguniform(rng: np.random.Generator, lo: float, hi: float) -> float:
     return float(math.exp(rng.uniform(math.log(lo), math.log(hi)))) if hi > lo else float(lo)
 
@@ -344,6 +444,9 @@ class StillsSource:
     max_rotation : largest rotation over the exposure, degrees (applied to half of the paths)
     max_zoom : largest log-scale change over the exposure (applied to half of the paths)
     scale_range : range of the random downscaling of the stills (log-uniform)
+    folders : stills folders made by ``scripts/prepare_stills.py`` (:func:`load_still_folder`),
+        whose photos are sampled besides the default stills (or ``images``), with weight 1.0
+        each; checked here, decoded on first use
     """
 
     def __init__(
@@ -360,6 +463,7 @@ class StillsSource:
         max_rotation: float = 3.0,
         max_zoom: float = 0.05,
         scale_range: tuple[float, float] = (0.3, 1.0),
+        folders: Sequence[str | os.PathLike] = (),
     ):
         if n_frames < 2 or substeps < 1:
             raise ValueError(f"need n_frames >= 2 and substeps >= 1, got {n_frames}, {substeps}")
@@ -379,6 +483,11 @@ class StillsSource:
         self.max_zoom = float(max_zoom)
         self.scale_range = (float(scale_range[0]), float(scale_range[1]))
         self._images = images
+        if isinstance(folders, str | os.PathLike):
+            folders = [folders]
+        self.folders = tuple(str(f) for f in folders)
+        for folder in self.folders:  # fail here, not in a data-loader worker
+            _verify_still_folder(folder)
         self._stills: tuple[_Still, ...] | None = None
 
     # -- data ----------------------------------------------------------------------------------
@@ -397,6 +506,13 @@ class StillsSource:
                 self._stills = tuple(_make_still(n, im, "user", 1.0) for n, im in items)
                 if not self._stills:
                     raise ValueError("images is empty")
+            if self.folders:
+                stills = self._stills + sum((load_still_folder(f) for f in self.folders), ())
+                names = [s.name for s in stills]
+                twice = sorted({n for n in names if names.count(n) > 1})
+                if twice:
+                    raise ValueError(f"stills with the same name in several sources: {twice}")
+                self._stills = stills
         return self._stills
 
     @property
