@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from ..guidance import TRAINING_THRESHOLD, Augmentation
-from .datasets import Clip, WindowSpec, to_tensors
+from .datasets import Clip, WindowSpec
 from .synthesis import RejectionStats, grey_frames, labels_from_flow, pair_flows, synthesize_batch
 
 #: What the cached flows depend on besides the clip and its scale; a change makes new folders.
@@ -265,11 +265,8 @@ class DeviceBatches:
         return [torch.cat(p)[:count] for p in parts]
 
     def _stills(self, rng: np.random.Generator, count: int) -> list[torch.Tensor]:
-        items = [to_tensors(self.stills.sample(rng), with_flow=True) for _ in range(count)]
-        return [
-            torch.stack([it[k] for it in items]).to(self.device)
-            for k in ("blurry", "frames", "flow", "motion")
-        ]
+        made = self.stills.sample_batch(rng, count, self.device)
+        return [made[k] for k in ("blurry", "frames", "flow", "motion")]
 
     def batch(self, step: int, rank: int = 0) -> dict[str, torch.Tensor]:
         """Batch number ``step`` of process ``rank``: blurry (B, 3, h, w), frames

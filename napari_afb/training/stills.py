@@ -19,7 +19,8 @@ Besides the default stills, a source can take folders of photos that
 ``scripts/prepare_stills.py`` prepares from Debian packages (``.afbstills/``, see
 :func:`load_still_folder`); each JPEG is checked against the folder's ``MANIFEST.json``.
 
-numpy and OpenCV only (scikit-image for the default stills).
+The parameters (paths, crops) are drawn with numpy and OpenCV; the exposures are rendered by
+torch (:func:`render_batch`, on any device), many at once. scikit-image holds the default stills.
 """
 
 from __future__ import annotations
@@ -35,8 +36,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
+import torch.nn.functional as F
 
-from ..samples import linear_to_srgb, srgb_to_linear
+from ..models.layers import linear_to_srgb
+from ..samples import srgb_to_linear
 from .window import Window
 
 __all__ = [
@@ -123,12 +127,16 @@ class MotionPath:
         a_inv = self.linear(tau, inverse=True)
         return np.concatenate([a_inv, -(a_inv @ b[..., None])], axis=-1)
 
+    def displacement_map(self) -> np.ndarray:
+        """The 2x3 map ``p -> G_0.5(p) - G_-0.5(p)`` (the displacement over the exposure)."""
+        d = self.linear(0.5) - self.linear(-0.5)
+        c = np.asarray(self.center, np.float64)
+        return np.concatenate([d, (np.asarray(self.shift, np.float64) - d @ c)[:, None]], axis=1)
+
     def displacement(self, points: np.ndarray) -> np.ndarray:
         """``G_0.5(p) - G_-0.5(p)`` for (..., 2) mid-exposure positions ``p`` (float32)."""
-        d = self.linear(0.5) - self.linear(-0.5)
-        rel = np.asarray(points, np.float64) - np.asarray(self.center, np.float64)
-        out = rel @ d.T + np.asarray(self.shift, np.float64)
-        return out.astype(np.float32)
+        m = self.displacement_map()
+        return (np.asarray(points, np.float64) @ m[:, :2].T + m[:, 2]).astype(np.float32)
 
     def as_dict(self) -> dict:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
@@ -210,14 +218,6 @@ class Exposure:
     motion: np.ndarray | None = None
 
 
-@functools.cache
-def _grid(h: int, w: int) -> np.ndarray:
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    grid = np.stack([xx, yy], axis=-1)
-    grid.flags.writeable = False
-    return grid
-
-
 def render_exposure(
     background: Layer,
     foreground: Layer | None = None,
@@ -230,59 +230,135 @@ def render_exposure(
 
     The background must cover every output pixel at every sub-position (its ``image`` extends
     far enough beyond the output); the foreground is composited over it ("over", premultiplied).
+    One exposure of :func:`render_batch`, as numpy arrays.
+    """
+    out = render_batch([background], [foreground], size=size, n_frames=n_frames, substeps=substeps)
+    return Exposure(
+        out["subframes"][0].permute(0, 2, 3, 1).numpy(),
+        out["blurry"][0].permute(1, 2, 0).numpy(),
+        out["frames"][0].permute(0, 2, 3, 1).numpy(),
+        out["flow"][0].permute(1, 2, 0).numpy(),
+        out["mask"][0].numpy(),
+        out["motion"][0].permute(0, 2, 3, 1).numpy(),
+    )
+
+
+def _pixel_maps(matrices: np.ndarray, h: int, w: int, device) -> torch.Tensor:
+    """2x3 maps (B, K, 2, 3) applied to every output pixel (x, y): (B, K, h, w, 2) float32."""
+
+    m = torch.as_tensor(matrices, dtype=torch.float64, device=device)
+    ys, xs = torch.meshgrid(
+        torch.arange(h, dtype=torch.float64, device=device),
+        torch.arange(w, dtype=torch.float64, device=device),
+        indexing="ij",
+    )
+    p = torch.stack([xs, ys, torch.ones_like(xs)], -1)  # (h, w, 3)
+    return torch.einsum("bkij,hwj->bkhwi", m, p).float()
+
+
+def _sample(images: list[np.ndarray], coords: torch.Tensor, padding: str) -> torch.Tensor:
+    """Bilinear samples of each window's image (h_i, w_i, C) at pixel coordinates
+    (B, K, h, w, 2): (B, K, C, h, w). The images are zero-padded to a common canvas, which only
+    shows where a coordinate leaves its image (``padding``: grid_sample's mode there)."""
+
+    hc = max(im.shape[0] for im in images)
+    wc = max(im.shape[1] for im in images)
+    canvas = np.zeros((len(images), hc, wc, images[0].shape[2]), np.float32)
+    for k, im in enumerate(images):
+        canvas[k, : im.shape[0], : im.shape[1]] = im
+    src = torch.from_numpy(canvas).to(coords.device).permute(0, 3, 1, 2)
+    b, n, h, w, _ = coords.shape
+    scale = coords.new_tensor([2.0 / max(wc - 1, 1), 2.0 / max(hc - 1, 1)])
+    grid = (coords * scale - 1.0).reshape(b, n * h, w, 2)
+    out = F.grid_sample(src, grid, mode="bilinear", padding_mode=padding, align_corners=True)
+    return out.view(b, -1, n, h, w).permute(0, 2, 1, 3, 4)
+
+
+def _translation_part(matrices: np.ndarray) -> np.ndarray:
+    """``G(p) - p`` of 2x3 maps ``G``, as 2x3 maps."""
+    out = np.array(matrices, np.float64)
+    out[..., 0, 0] -= 1.0
+    out[..., 1, 1] -= 1.0
+    return out
+
+
+def render_batch(
+    backgrounds: Sequence[Layer],
+    foregrounds: Sequence[Layer | None],
+    *,
+    size: tuple[int, int],
+    n_frames: int = 7,
+    substeps: int = 8,
+    device="cpu",
+    return_subframes: bool = True,
+) -> dict:
+    """Render B exposures at once with torch on ``device`` (see :func:`render_exposure`).
+
+    Returns channel-first tensors: blurry (B, 3, h, w) and frames (B, N, 3, h, w) sRGB, flow
+    (B, 2, h, w) per frame step, motion (B, N, 2, h, w), mask (B, h, w) bool (the foreground
+    at mid-exposure) and, when asked, subframes (B, S, 3, h, w) in linear light.
     """
     h, w = size
     if n_frames < 2 or substeps < 1:
         raise ValueError(f"need n_frames >= 2 and substeps >= 1, got {n_frames}, {substeps}")
     steps = (n_frames - 1) * substeps + 1
     taus = np.linspace(-0.5, 0.5, steps)
-    matrices = background.source_matrix(taus)
     corners = np.array([[0, 0], [w - 1, 0], [0, h - 1], [w - 1, h - 1]], np.float64)
-    seen = corners @ np.swapaxes(matrices[:, :, :2], 1, 2) + matrices[:, None, :, 2]
-    bh, bw = background.image.shape[:2]
-    if seen.min() < 0 or (seen[..., 0] > bw - 1).any() or (seen[..., 1] > bh - 1).any():
-        raise ValueError("the background image does not cover the output over the exposure")
-    sub = np.empty((steps, h, w, 3), np.float32)
-    for i, m in enumerate(matrices):
-        sub[i] = background.warp(m, size)
-    flow = background.path.displacement(_grid(h, w))
-    mask = np.zeros((h, w), bool)
-    if foreground is not None:
-        box = foreground.extent(taus, size)
-        if box is not None:
-            x0, y0, x1, y1 = box
-            bw, bh = x1 - x0, y1 - y0
-            fg = np.empty((steps, bh, bw, 4), np.float32)
-            for i, m in enumerate(foreground.source_matrix(taus)):
-                fg[i] = foreground.warp(m, (bh, bw), (x0, y0))
-            # "over" with premultiplied colour; full-size factors keep numpy's inner loops long
-            transmit = np.repeat(fg[..., 3:], 3, axis=-1)
-            np.subtract(1.0, transmit, out=transmit)
-            region = sub[:, y0:y1, x0:x1]
-            region *= transmit
-            region += fg[..., :3]
-            mid = foreground.warp(foreground.source_matrix(0.0), (bh, bw), (x0, y0))
-            mask[y0:y1, x0:x1] = mid[..., 3] > 0.5
-            flow[mask] = foreground.path.displacement(_grid(h, w)[mask])
-    flow /= n_frames - 1
-    blurry = linear_to_srgb(sub.mean(axis=0))
-    frames = linear_to_srgb(sub[::substeps])
-    motion = _path_motion(background.path, n_frames, _grid(h, w))
-    if mask.any():
-        motion[:, mask] = _path_motion(foreground.path, n_frames, _grid(h, w)[mask])
-    return Exposure(sub, blurry, frames, flow, mask, motion)
-
-
-def _path_motion(path: MotionPath, n_frames: int, points: np.ndarray) -> np.ndarray:
-    """(N, ..., 2) offsets ``G_tau^-1(p) - p`` at the frame times for (..., 2) positions ``p``:
-    where the point shown at ``p`` in frame t sat at mid-exposure (the middle frame, tau = 0,
-    when N is odd)."""
-    p = np.asarray(points, np.float64)
-    m = path.inverse(np.linspace(-0.5, 0.5, n_frames))  # (N, 2, 3)
-    pos = np.einsum("...j,nij->n...i", p, m[:, :, :2]) + m[:, :, 2].reshape(
-        (n_frames,) + (1,) * (p.ndim - 1) + (2,)
-    )
-    return (pos - p).astype(np.float32)
+    matrices = np.stack([bg.source_matrix(taus) for bg in backgrounds])  # (B, S, 2, 3)
+    for bg, m in zip(backgrounds, matrices):
+        seen = corners @ np.swapaxes(m[:, :, :2], 1, 2) + m[:, None, :, 2]
+        bh, bw = bg.image.shape[:2]
+        if seen.min() < 0 or (seen[..., 0] > bw - 1).any() or (seen[..., 1] > bh - 1).any():
+            raise ValueError("the background image does not cover the output over the exposure")
+    coords = _pixel_maps(matrices, h, w, device)
+    sub = _sample([bg.image for bg in backgrounds], coords, "reflection")  # (B, S, 3, h, w)
+    frame_taus = np.linspace(-0.5, 0.5, n_frames)
+    vectors = np.stack(
+        [
+            np.concatenate(
+                [bg.path.displacement_map()[None], _translation_part(bg.path.inverse(frame_taus))]
+            )
+            for bg in backgrounds
+        ]
+    )  # (B, 1 + N, 2, 3): the displacement over the exposure, then each frame's offset
+    fields = _pixel_maps(vectors, h, w, device)
+    mask = torch.zeros((len(backgrounds), h, w), dtype=torch.bool, device=sub.device)
+    with_fg = [k for k, fg in enumerate(foregrounds) if fg is not None]
+    if with_fg:
+        fgs = [foregrounds[k] for k in with_fg]
+        fg_m = np.stack(
+            [np.concatenate([fg.source_matrix(taus), fg.source_matrix(np.zeros(1))]) for fg in fgs]
+        )  # the sub-positions, then mid-exposure
+        rgba = _sample([fg.image for fg in fgs], _pixel_maps(fg_m, h, w, device), "zeros")
+        idx = torch.tensor(with_fg, device=sub.device)
+        alpha = rgba[:, :steps, 3:]
+        sub[idx] = sub[idx] * (1.0 - alpha) + rgba[:, :steps, :3]  # "over", premultiplied
+        mask[idx] = rgba[:, steps, 3] > 0.5
+        fg_vectors = np.stack(
+            [
+                np.concatenate(
+                    [
+                        fg.path.displacement_map()[None],
+                        _translation_part(fg.path.inverse(frame_taus)),
+                    ]
+                )
+                for fg in fgs
+            ]
+        )
+        fg_fields = _pixel_maps(fg_vectors, h, w, device)
+        fields[idx] = torch.where(mask[idx][:, None, :, :, None], fg_fields, fields[idx])
+    flow = fields[:, 0].permute(0, 3, 1, 2) / (n_frames - 1)
+    motion = fields[:, 1:].permute(0, 1, 4, 2, 3)
+    out = {
+        "blurry": linear_to_srgb(sub.mean(1)),
+        "frames": linear_to_srgb(sub[:, ::substeps]),
+        "flow": flow.contiguous(),
+        "motion": motion.contiguous(),
+        "mask": mask,
+    }
+    if return_subframes:
+        out["subframes"] = sub
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -630,6 +706,41 @@ class StillsSource:
         forces the foreground on or off (default: with probability ``foreground_prob``, or on
         when ``foreground_path`` is given).
         """
+        bg_layer, fg_layer, source = self.draw(
+            rng,
+            background_path=background_path,
+            foreground=foreground,
+            foreground_path=foreground_path,
+        )
+        exposure = render_exposure(
+            bg_layer, fg_layer, size=self.size, n_frames=self.n_frames, substeps=self.substeps
+        )
+        return exposure, source
+
+    def sample_batch(self, rng: np.random.Generator, count: int, device="cpu") -> dict:
+        """``count`` random exposures rendered together on ``device``: channel-first tensors
+        blurry, frames, flow and motion (see :func:`render_batch`), as ``count`` calls of
+        :meth:`sample` would draw them."""
+        drawn = [self.draw(rng) for _ in range(count)]
+        return render_batch(
+            [d[0] for d in drawn],
+            [d[1] for d in drawn],
+            size=self.size,
+            n_frames=self.n_frames,
+            substeps=self.substeps,
+            device=device,
+            return_subframes=False,
+        )
+
+    def draw(
+        self,
+        rng: np.random.Generator,
+        *,
+        background_path: MotionPath | None = None,
+        foreground: bool | None = None,
+        foreground_path: MotionPath | None = None,
+    ) -> tuple[Layer, Layer | None, dict]:
+        """The layers of one random exposure (see :meth:`render`) and its ``source``."""
         h, w = self.size
         stills = self.stills
         weights = np.array([s.weight for s in stills], float)
@@ -660,10 +771,7 @@ class StillsSource:
                 **fg_info,
                 "path": fg_layer.path.as_dict(),
             }
-        exposure = render_exposure(
-            bg_layer, fg_layer, size=self.size, n_frames=self.n_frames, substeps=self.substeps
-        )
-        return exposure, source
+        return bg_layer, fg_layer, source
 
     def sample(self, rng: np.random.Generator) -> Window:
         """One random training window (blurry, frames, flow, guidance, source)."""
