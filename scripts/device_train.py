@@ -7,7 +7,7 @@ On the device (one ``run`` call, ``carry: [".afbdata"]``, ``timeout_s: 600``)::
 
 It links the carried data where the configs look for it, trains the decomposer
 (configs/decomposer_device.toml, from ``--init``) and then the predictor
-(configs/predictor_device.toml, on the decomposer's window cache), each on a time budget,
+(configs/predictor_device.toml, on the same cached flows), each on a time budget,
 evaluates both on the validation split (benchmarks/bench_quality.py), converts both to fp16,
 splits any file over ``--split-mib`` and checks what it leaves: at most 8 files of at most
 16 MiB. Back here, ``python3 scripts/device_train.py --join DIR`` joins the split parts.
@@ -35,8 +35,9 @@ PART = ".part"
 SMOKE = {
     "data.crop": 64,
     "data.batch_size": 2,
-    "data.cache_windows": 6,
     "data.items_per_epoch": 6,
+    "data.videos": ["../shared/data/pysot_demo"],  # one small clip: its flows take seconds
+    "data.stills_dirs": [],  # .afbstills is made by `make stills`, not in a clean clone
     "data.workers": 1,
     "data.val_windows": 1,
     "data.val_width": 96,
@@ -148,7 +149,13 @@ def main(argv=None) -> int:
         summary["timings_s"][name] = round(time.monotonic() - t0, 1)
         print(f"[{time.monotonic() - started:6.1f} s] {name} done", flush=True)
 
-    common = {**base, "data.cache_dir": str(runs / "window_cache")}
+    common = {**base, "data.flow_cache_dir": str(runs / "flow_cache")}
+    for folder in common.get("data.stills_dirs", [".afbstills"]):
+        if not (ROOT / folder).is_dir():
+            raise SystemExit(
+                f"no stills folder {folder}: make it with `make stills` and carry it "
+                '(carry: [".afbdata", ".afbstills"])'
+            )
     init = Path(args.init)
     if not init.is_file():
         raise SystemExit(f"no initial weights at {init}")
