@@ -121,14 +121,20 @@ def warp(image: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
     """
     b, c, h, w = image.shape
     n = motion.shape[1]
-    ys = torch.arange(h, device=image.device, dtype=motion.dtype)
-    xs = torch.arange(w, device=image.device, dtype=motion.dtype)
-    gx = (xs.view(1, 1, 1, w) + motion[:, :, 0]) * (2.0 / max(w - 1, 1)) - 1.0
-    gy = (ys.view(1, 1, h, 1) + motion[:, :, 1]) * (2.0 / max(h - 1, 1)) - 1.0
-    grid = torch.stack([gx, gy], dim=-1).view(b * n, h, w, 2)
-    src = image.unsqueeze(1).expand(b, n, c, h, w).reshape(b * n, c, h, w)
-    out = F.grid_sample(src, grid, mode="bilinear", padding_mode="border", align_corners=True)
-    return out.view(b, n, c, h, w)
+    sx, sy = 2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)  # pixels -> grid_sample's [-1, 1]
+    xs = torch.arange(w, device=image.device, dtype=motion.dtype) * sx - 1.0
+    ys = torch.arange(h, device=image.device, dtype=motion.dtype) * sy - 1.0
+    base = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)  # (H, W, 2)
+    grid = base + motion.movedim(2, -1) * motion.new_tensor([sx, sy])  # (B, N, H, W, 2)
+    # The N fields stacked along y sample the one image: no N-fold copy of it.
+    out = F.grid_sample(
+        image.to(grid.dtype),
+        grid.reshape(b, n * h, w, 2),
+        mode="bilinear",
+        padding_mode="border",
+        align_corners=True,
+    )
+    return out.view(b, c, n, h, w).transpose(1, 2)
 
 
 def project_blur_consistent(frames: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
