@@ -4,6 +4,7 @@ windows they replaced, cached clip flows, and batches made step by step."""
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import cv2
@@ -167,7 +168,11 @@ def test_device_batches_are_a_function_of_the_step_and_keep_the_windows_exact(tm
     a, b, c = data.batch(3), data.batch(3), data.batch(4)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not torch.equal(a["blurry"], c["blurry"])
-    assert next(data.batches(start=3))["blurry"].equal(a["blurry"])
+    ahead = data.batches(start=3, prefetch=2)  # made by a thread, still step by step
+    assert next(ahead)["blurry"].equal(a["blurry"]) and next(ahead)["blurry"].equal(c["blurry"])
+    ahead.close()
+    assert not [t for t in threading.enumerate() if t.name == "afb-device-batches"]
+    assert next(data.batches(start=4, prefetch=0))["blurry"].equal(c["blurry"])
     assert a["blurry"].shape == (6, 3, 48, 48) and a["frames"].shape == (6, 7, 3, 48, 48)
     assert a["motion"].shape == (6, 7, 2, 48, 48) and a["guidance"].dtype == torch.int64
     assert data.stats["kept"] >= 12

@@ -305,12 +305,52 @@ class DeviceBatches:
             out[3][idx] = m.permute(0, 1, 4, 2, 3)
         return out
 
-    def batches(self, start: int = 0, rank: int = 0) -> Iterator[dict[str, torch.Tensor]]:
-        """Batches ``start``, ``start + 1``, ... without end."""
-        step = start
-        while True:
-            yield self.batch(step, rank)
-            step += 1
+    def batches(
+        self, start: int = 0, rank: int = 0, prefetch: int = 2
+    ) -> Iterator[dict[str, torch.Tensor]]:
+        """Batches ``start``, ``start + 1``, ... without end. With ``prefetch`` > 0 a thread
+        makes up to that many batches ahead while the caller trains (torch releases the GIL in
+        its kernels, so on a CPU synthesis and training overlap as DataLoader workers did);
+        each batch is still a function of its step alone."""
+        if prefetch <= 0:
+            step = start
+            while True:
+                yield self.batch(step, rank)
+                step += 1
+        import queue
+        import threading
+
+        ready: queue.Queue = queue.Queue(maxsize=prefetch)
+        stop = threading.Event()
+
+        def make() -> None:
+            step = start
+            while not stop.is_set():
+                try:
+                    item = (self.batch(step, rank), None)
+                except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+                    item = (None, exc)
+                while not stop.is_set():
+                    try:
+                        ready.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if item[1] is not None:
+                    return
+                step += 1
+
+        worker = threading.Thread(target=make, name="afb-device-batches", daemon=True)
+        worker.start()
+        try:
+            while True:
+                batch, error = ready.get()
+                if error is not None:
+                    raise error
+                yield batch
+        finally:  # the consumer stopped (or failed): end the thread before returning
+            stop.set()
+            worker.join()
 
 
 def build_clip_flows(

@@ -461,6 +461,8 @@ def train(
                 _checkpoint(ckpt_path, model, opt, sched, step, best, rank, initial)
             if step >= cfg.optim.steps:
                 break
+    if hasattr(loader, "close"):
+        loader.close()  # device batches: ends the thread that makes them ahead
     del loader  # stops the persistent workers
     if cancelled or timed_out:
         _checkpoint(ckpt_path, model, opt, sched, step, best, rank, initial)
