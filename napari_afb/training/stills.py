@@ -245,15 +245,12 @@ def render_exposure(
 
 def _pixel_maps(matrices: np.ndarray, h: int, w: int, device) -> torch.Tensor:
     """2x3 maps (B, K, 2, 3) applied to every output pixel (x, y): (B, K, h, w, 2) float32."""
-
-    m = torch.as_tensor(matrices, dtype=torch.float64, device=device)
-    ys, xs = torch.meshgrid(
-        torch.arange(h, dtype=torch.float64, device=device),
-        torch.arange(w, dtype=torch.float64, device=device),
-        indexing="ij",
-    )
-    p = torch.stack([xs, ys, torch.ones_like(xs)], -1)  # (h, w, 3)
-    return torch.einsum("bkij,hwj->bkhwi", m, p).float()
+    m = torch.as_tensor(np.asarray(matrices, np.float32), device=device)
+    xs = torch.arange(w, dtype=torch.float32, device=device).view(1, w)
+    ys = torch.arange(h, dtype=torch.float32, device=device).view(h, 1)
+    # x' = a x + b y + c, y' = d x + e y + f: two broadcast multiply-adds per coordinate
+    out = m[..., 0, None, None] * xs + m[..., 1, None, None] * ys + m[..., 2, None, None]
+    return out.movedim(2, -1)
 
 
 def _sample(images: list[np.ndarray], coords: torch.Tensor, padding: str) -> torch.Tensor:
