@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -100,3 +102,30 @@ class SlowModel(torch.nn.Module):
         self.calls += 1
         time.sleep(self.delay)
         return self.inner(x, g)
+
+
+def tiny_config(tmp_path: Path, name: str, steps: int, **extra) -> Path:
+    """A JSON training config of a tiny motion_unet that trains in seconds on the CPU (stills,
+    32-px crops); ``extra`` adds or replaces keys of its data section."""
+    out = tmp_path / name
+    cfg = {
+        "out_dir": str(out),
+        "seed": 11,
+        "log_every": 1,
+        "val_every": 100,
+        "checkpoint_every": 1,
+        "model": {"args": {"widths": [8, 16], "enc_blocks": [1, 1], "dec_blocks": [1]}},
+        "data": {
+            "stills": True,
+            "crop": 32,
+            "batch_size": 2,
+            "items_per_epoch": 6,
+            "workers": 0,
+            "val_windows": 2,
+            **extra,
+        },
+        "optim": {"steps": steps, "warmup_steps": 2, "lr": 1e-3},
+    }
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps(cfg))
+    return path

@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_config
 
 from napari_afb.flow import backward_warp, dis_flow
 from napari_afb.guidance import TRAINING_THRESHOLD, Augmentation, guidance_from_flow
@@ -203,30 +204,9 @@ def test_a_run_with_device_synthesis_trains_and_resumes_exactly(tmp_path):
     folder = _frame_folder(tmp_path / "pan", _pan(3, 1, n=12))
 
     def config(name, steps):
-        cfg = {
-            "out_dir": str(tmp_path / name),
-            "seed": 5,
-            "log_every": 1,
-            "val_every": 100,
-            "checkpoint_every": 2,
-            "model": {"args": {"widths": [8, 16], "enc_blocks": [1, 1], "dec_blocks": [1]}},
-            "data": {
-                "videos": [str(folder)],
-                "synthesis": "device",
-                "flow_cache_dir": str(tmp_path / "flows"),
-                "stills": True,
-                "stills_fraction": 0.5,
-                "crop": 32,
-                "batch_size": 2,
-                "items_per_epoch": 6,
-                "workers": 1,
-                "val_windows": 0,
-            },
-            "optim": {"steps": steps, "warmup_steps": 1, "lr": 1e-3},
-        }
-        path = tmp_path / f"{name}.json"
-        path.write_text(json.dumps(cfg))
-        return load_config(path)
+        extra = {"videos": [str(folder)], "synthesis": "device", "stills_fraction": 0.5}
+        flows = {"flow_cache_dir": str(tmp_path / "flows"), "workers": 1, "val_windows": 0}
+        return load_config(tiny_config(tmp_path, name, steps, **extra, **flows))
 
     whole = train(config("whole", 4), device="cpu", progress=False)
     log = [json.loads(x) for x in (whole.out_dir / "log.jsonl").read_text().splitlines()]

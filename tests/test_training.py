@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_config
 
 from napari_afb import models
 from napari_afb.samples import linear_mean, linear_to_srgb
@@ -177,36 +178,11 @@ def test_a_tiny_model_overfits_a_handful_of_windows():
     assert ratios[-1] < 0.6, ratios[::10]
 
 
-def _config(tmp_path: Path, name: str, steps: int, **extra) -> Path:
-    out = tmp_path / name
-    cfg = {
-        "out_dir": str(out),
-        "seed": 11,
-        "log_every": 1,
-        "val_every": 100,
-        "checkpoint_every": 1,
-        "model": {"args": {"widths": [8, 16], "enc_blocks": [1, 1], "dec_blocks": [1]}},
-        "data": {
-            "stills": True,
-            "crop": 32,
-            "batch_size": 2,
-            "items_per_epoch": 6,
-            "workers": 0,
-            "val_windows": 2,
-            **extra,
-        },
-        "optim": {"steps": steps, "warmup_steps": 2, "lr": 1e-3},
-    }
-    path = tmp_path / f"{name}.json"
-    path.write_text(json.dumps(cfg))
-    return path
-
-
 def test_training_run_writes_logs_checkpoint_weights_and_plot(tmp_path):
     from napari_afb.training.train import train
     from napari_afb.weights import load_weights
 
-    result = train(load_config(_config(tmp_path, "run", 4)), device="cpu", progress=False)
+    result = train(load_config(tiny_config(tmp_path, "run", 4)), device="cpu", progress=False)
     out = result.out_dir
     log = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log if "ratio" in r] == [1, 2, 3, 4]
@@ -241,7 +217,7 @@ def test_training_with_worker_processes_after_opencv_was_used(tmp_path):
     """Regression: a DataLoader worker forked from a process that had run OpenCV's threaded DIS
     flow hung in cv2.setNumThreads. Workers now start fresh (forkserver) and persist. Runs in a
     subprocess with a timeout, so a deadlock fails the test instead of hanging CI."""
-    cfg = _config(tmp_path, "workers", 3, workers=1, val_windows=0)
+    cfg = tiny_config(tmp_path, "workers", 3, workers=1, val_windows=0)
     code = (
         "import numpy as np, sys\n"
         "sys.path.insert(0, 'tests')\n"
@@ -284,9 +260,9 @@ def test_killed_run_resumes_exactly(tmp_path):
     from napari_afb.training.train import train
 
     steps = 8
-    whole = train(load_config(_config(tmp_path, "whole", steps)), device="cpu", progress=False)
+    whole = train(load_config(tiny_config(tmp_path, "whole", steps)), device="cpu", progress=False)
 
-    cfg = _config(tmp_path, "killed", steps)
+    cfg = tiny_config(tmp_path, "killed", steps)
     log = tmp_path / "killed" / "log.jsonl"
     proc = _start_training(cfg, stderr=subprocess.DEVNULL)
     _wait_for_steps(proc, log, 3)
@@ -302,7 +278,7 @@ def test_killed_run_resumes_exactly(tmp_path):
 def test_two_gloo_processes_stay_in_sync(tmp_path):
     """torchrun, two real processes, Gloo on the CPU: after training both ranks hold the same
     parameters, and only rank 0 wrote a checkpoint and weights."""
-    cfg = _config(tmp_path, "ddp", 3)
+    cfg = tiny_config(tmp_path, "ddp", 3)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     run = subprocess.run(
         [
@@ -361,7 +337,7 @@ def test_sigterm_stops_with_a_checkpoint_and_leaves_no_process(tmp_path):
     """`kill <pid>` on `napari-afb train`: the run stops at a step boundary with a resumable
     checkpoint, exits 143, and its data-loading worker and forkserver are gone too."""
     steps = 400
-    cfg = _config(tmp_path, "term", steps, workers=1, val_windows=0)
+    cfg = tiny_config(tmp_path, "term", steps, workers=1, val_windows=0)
     marker = f"NAPARI_AFB_TEST_RUN={os.getpid()}_{time.time_ns()}"
     key, value = marker.split("=")
     proc = _start_training(cfg, stderr=subprocess.PIPE, text=True, env={**os.environ, key: value})
