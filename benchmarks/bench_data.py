@@ -54,6 +54,7 @@ def data_rate(cfg, synthesis: str, device: torch.device, batches: int) -> dict:
     cfg.data.synthesis = synthesis
     cfg.data.cache_windows = 0
     cfg.data.val_windows = 0
+    cfg.data.stills_only_steps = 0  # the config's mix of clips and stills from the first batch
     cfg.data.flow_cache_dir = str(FLOW_CACHE)
     t0 = time.perf_counter()
     data, _ = T.build_data(cfg)
@@ -117,7 +118,9 @@ def model_rates(device: torch.device, crop: int, batch: int, steps: int) -> list
             torch.manual_seed(0)
             net = models.build(arch, **args).to(device).train()
             fmt = torch.channels_last if channels_last else torch.contiguous_format
-            net = net.to(memory_format=fmt)
+            for param in net.parameters():  # the 4-d ones (convolutions); buffers stay as they are
+                if param.dim() == 4:
+                    param.data = param.data.contiguous(memory_format=fmt)
             opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
             x = torch.rand(batch, 3, crop, crop, device=device).to(memory_format=fmt)
             g = _onehot(torch.randint(0, 5, (batch, crop, crop), device=device))

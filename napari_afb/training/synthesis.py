@@ -110,8 +110,8 @@ def interpolate(i0, i1, f01, f10, v0, v1, s: torch.Tensor) -> torch.Tensor:
     fs1 = (1 - s) * (1 - s) * f01 - s * (1 - s) * f10
     a = warp(torch.cat([i0, v0[:, None]], 1), fs0)  # colour and visibility in one warp
     b = warp(torch.cat([i1, v1[:, None]], 1), fs1)
-    w0 = (1 - s) * a[:, :, 3:] + 1e-3 * (1 - s)
-    w1 = s * b[:, :, 3:] + 1e-3 * s
+    w0 = (1 - s) * (a[:, :, 3:] + 1e-3)
+    w1 = s * (b[:, :, 3:] + 1e-3)
     return (w0 * a[:, :, :3] + w1 * b[:, :, :3]) / (w0 + w1)
 
 
@@ -174,7 +174,8 @@ def _as_srgb(frames: torch.Tensor) -> torch.Tensor:
 
 
 def rejections(frames, fwd, bwd, cfg: SynthesisConfig):
-    """Per window: None or (reason, detail), and the (B,) p95 of the mean per-step motion.
+    """Per window: None or (reason, detail); the (B,) p95 of the mean per-step motion; and the
+    forward flows' consistency masks (B, N - 1, H, W), which the sub-frames use too.
     frames (B, N, 3, H, W) sRGB; fwd, bwd (B, N - 1, 2, H, W)."""
     b, n1 = fwd.shape[:2]
     grey = _as_srgb(frames) * frames.new_tensor(_GREY, dtype=torch.float32).view(3, 1, 1)
@@ -184,7 +185,8 @@ def rejections(frames, fwd, bwd, cfg: SynthesisConfig):
     # All pixels count: at a cut the flow is inconsistent almost everywhere, and masking those
     # pixels out would hide the cut.
     cut = (warped[:, 0] - grey[:, :-1].reshape(warped[:, 0].shape)).abs().mean((1, 2)) / 255.0
-    bad = 1.0 - consistency(fwd_flat, bwd.reshape(fwd_flat.shape)).mean((1, 2))
+    vis = consistency(fwd_flat, bwd.reshape(fwd_flat.shape))
+    bad = 1.0 - vis.mean((1, 2))
     cut, bad = cut.view(b, n1).cpu(), bad.view(b, n1).cpu()
     p95 = torch.quantile(fwd.mean(1).norm(dim=1).flatten(1), 0.95, dim=1)
     reasons = []
@@ -200,7 +202,7 @@ def rejections(frames, fwd, bwd, cfg: SynthesisConfig):
         if reason is None and p95[k] < cfg.min_motion:
             reason = ("too little motion", f"p95 {float(p95[k]):.2f} px per step")
         reasons.append(reason)
-    return reasons, p95
+    return reasons, p95, vis.view(b, n1, *vis.shape[1:])
 
 
 @torch.no_grad()
@@ -226,10 +228,10 @@ def synthesize_batch(
     rng = rng or np.random.default_rng()
     if frames.ndim != 5 or frames.shape[2] != 3 or frames.shape[1] < 2:
         raise ValueError(f"expected (B, N>=2, 3, H, W) frames, got {tuple(frames.shape)}")
-    reasons, p95 = rejections(frames, fwd, bwd, cfg)
+    reasons, p95, vis = rejections(frames, fwd, bwd, cfg)
     kept = [k for k, r in enumerate(reasons) if r is None]
     srgb = _as_srgb(frames[kept])
-    fwd, bwd = fwd[kept].float(), bwd[kept].float()
+    fwd, bwd, vis = fwd[kept].float(), bwd[kept].float(), vis[kept]
     lin = srgb_to_linear(srgb)
     n = srgb.shape[1]
     s = torch.arange(1, cfg.substeps, device=lin.device, dtype=torch.float32) / cfg.substeps
@@ -237,9 +239,7 @@ def synthesize_batch(
     subframes = [lin[:, :1]] if return_subframes else None
     for i in range(n - 1):
         f01, f10 = fwd[:, i], bwd[:, i]
-        mid = interpolate(
-            lin[:, i], lin[:, i + 1], f01, f10, consistency(f01, f10), consistency(f10, f01), s
-        )
+        mid = interpolate(lin[:, i], lin[:, i + 1], f01, f10, vis[:, i], consistency(f10, f01), s)
         total = total + mid.sum(1)
         if return_subframes:
             subframes += [mid, lin[:, i + 1 : i + 2]]
