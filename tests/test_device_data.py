@@ -211,6 +211,8 @@ def test_a_run_with_device_synthesis_trains_and_resumes_exactly(tmp_path):
     whole = train(config("whole", 4), device="cpu", progress=False)
     log = [json.loads(x) for x in (whole.out_dir / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log if "ratio" in r] == [1, 2, 3, 4]
+    last = [r for r in log if "ratio" in r][-1]
+    assert last["windows"]["kept"] >= 1  # the video windows kept and rejected, by reason
     first = train(config("split", 4), device="cpu", progress=False, should_stop=_after(2))
     assert first.cancelled and first.step == 2
     resumed = train(config("split", 4), resume=True, device="cpu", progress=False)

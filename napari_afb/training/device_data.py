@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import shutil
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -199,6 +200,7 @@ class DeviceBatches:
         self.stills, self.stills_fraction = stills, stills_fraction
         self.stills_only_steps, self.augment, self.attempts = stills_only_steps, augment, attempts
         self.stats = RejectionStats()
+        self._stats_lock = threading.Lock()  # the prefetch thread counts while training reads
         self.device = torch.device("cpu")
         lengths = np.array([c.length - spec.n_frames + 1 for c in clips], float)
         self._p = lengths / lengths.sum() if clips else None
@@ -252,8 +254,9 @@ class DeviceBatches:
                 rng,
                 crop=spec.crop,
             )
-            for r in made.reasons:
-                self.stats[r[0] if r else "kept"] += 1
+            with self._stats_lock:
+                for r in made.reasons:
+                    self.stats[r[0] if r else "kept"] += 1
             for part, value in zip(parts, (made.blurry, made.frames, made.flow, made.motion)):
                 part.append(value)
             have += len(made.kept)
@@ -263,6 +266,11 @@ class DeviceBatches:
                 "clips may be too static, too short or full of cuts"
             )
         return [torch.cat(p)[:count] for p in parts]
+
+    def stats_snapshot(self) -> dict[str, int]:
+        """The video windows kept and rejected so far, by reason."""
+        with self._stats_lock:
+            return dict(self.stats)
 
     def _stills(self, rng: np.random.Generator, count: int) -> list[torch.Tensor]:
         made = self.stills.sample_batch(rng, count, self.device)
@@ -318,7 +326,6 @@ class DeviceBatches:
                 yield self.batch(step, rank)
                 step += 1
         import queue
-        import threading
 
         ready: queue.Queue = queue.Queue(maxsize=prefetch)
         stop = threading.Event()

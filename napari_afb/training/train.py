@@ -444,6 +444,11 @@ def train(
                         "grad_norm": float(grad_norm),
                         "samples_per_s": n_last / (now - t_last),
                         "epoch": (step - 1) // per_epoch,
+                        **(
+                            {"windows": train_set.stats_snapshot()}
+                            if isinstance(train_set, DeviceBatches)
+                            else {}
+                        ),
                     }
                 )
                 if bar is not None:
