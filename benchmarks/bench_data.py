@@ -125,23 +125,14 @@ def model_rates(device: torch.device, crop: int, batch: int, steps: int) -> list
             x = torch.rand(batch, 3, crop, crop, device=device).to(memory_format=fmt)
             g = _onehot(torch.randint(0, 5, (batch, crop, crop), device=device))
             run = torch.compile(net) if compile_ else net
-            role = models.role_of(arch)
-
-            def step():
-                with torch.autocast(device.type, dtype=amp or torch.float32, enabled=bool(amp)):
-                    out = run(x) if role == "predictor" else run(x, g)
-                loss = out.float().mean()
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-
+            inputs = (x,) if models.role_of(arch) == "predictor" else (x, g)
             try:
                 for _ in range(2):  # warm-up (and compilation)
-                    step()
+                    _train_step(run, opt, inputs, amp, device)
                 _sync(device)
                 t = time.perf_counter()
                 for _ in range(steps):
-                    step()
+                    _train_step(run, opt, inputs, amp, device)
                 _sync(device)
                 rate = steps / (time.perf_counter() - t)
             except Exception as exc:  # noqa: BLE001 - a variant that fails is reported, not fatal
@@ -149,6 +140,16 @@ def model_rates(device: torch.device, crop: int, batch: int, steps: int) -> list
                 continue
             rows.append({"model": arch, "variant": name, "steps_per_s": rate, "batch": batch})
     return rows
+
+
+def _train_step(net, opt, inputs, amp, device: torch.device) -> None:
+    """One forward, backward and AdamW step on a fixed batch (the loss: the output's mean)."""
+    with torch.autocast(device.type, dtype=amp or torch.float32, enabled=bool(amp)):
+        out = net(*inputs)
+    loss = out.float().mean()
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
 
 
 def _sync(device: torch.device) -> None:
