@@ -8,6 +8,8 @@ Logs are read in order as consecutive stages of one model (a later stage started
 one's weights). The wall time of each stage is rebuilt from its step records (``log_every``
 steps of ``batch`` windows at the logged ``samples_per_s``, validation included), and
 ``--start-minutes`` adds time spent before the first step (e.g. synthesizing the window cache).
+An interval logged ``--pause-factor`` (10) times slower than its stage's median (the process was
+stopped with SIGSTOP meanwhile) is counted at the median, and named.
 """
 
 from __future__ import annotations
@@ -25,16 +27,28 @@ def _config_of(log: Path) -> Path:
     return log.parent / "config.json"
 
 
-def curve(logs: list[Path], start_minutes: float = 0.0) -> list[dict]:
+def curve(
+    logs: list[Path], start_minutes: float = 0.0, pause_factor: float = 10.0, paused=None
+) -> list[dict]:
+    """Validation rows with CPU-hours. An interval logged ``pause_factor`` times slower than the
+    stage's median rate is counted at the median (the run was paused, not computing); its
+    (stage, step) goes to ``paused``."""
+    paused = [] if paused is None else paused
     rows, offset_s, stage_step0 = [], start_minutes * 60, 0
     for stage, log in enumerate(logs):
         config = json.loads(_config_of(log).read_text())
         batch = config["data"]["batch_size"]
+        records = [json.loads(line) for line in log.read_text().splitlines()]
+        rates = sorted(r["samples_per_s"] for r in records if r.get("samples_per_s", 0) > 0)
+        typical = rates[len(rates) // 2] if rates else 1.0
         elapsed, last = 0.0, 0
-        for line in log.read_text().splitlines():
-            r = json.loads(line)
+        for r in records:
             if "samples_per_s" in r and r["samples_per_s"] > 0:
-                elapsed += (r["step"] - last) * batch / r["samples_per_s"]
+                rate = r["samples_per_s"]
+                if rate < typical / pause_factor:  # the process was stopped (SIGSTOP) meanwhile
+                    paused.append((stage + 1, r["step"]))
+                    rate = typical
+                elapsed += (r["step"] - last) * batch / rate
                 last = r["step"]
             if "val_psnr" in r:
                 rows.append(
@@ -63,8 +77,12 @@ def main(argv=None) -> int:
     p.add_argument("--start-minutes", type=float, default=0.0)
     p.add_argument("--png", type=Path)
     p.add_argument("--json", type=Path)
+    p.add_argument("--pause-factor", type=float, default=10.0)
     args = p.parse_args(argv)
-    rows = curve(args.logs, args.start_minutes)
+    paused: list = []
+    rows = curve(args.logs, args.start_minutes, args.pause_factor, paused)
+    if paused:
+        print(f"counted at the median rate (the run was paused): intervals ending at {paused}")
     print("stage   step  CPU-h    PSNR   gain  gain(agn.)  motion EPE")
     for r in rows:
         epe = "" if r["motion_epe_px"] is None else f"{r['motion_epe_px']:.2f} px"
