@@ -47,15 +47,21 @@ from napari_afb.training.config import load_config  # noqa: E402
 FLOW_CACHE = ROOT / "runs" / "flow_cache"
 
 
+def _measured(cfg, synthesis: str) -> None:
+    """The config as both measurements use it: the chosen data path, no window cache, no
+    validation, the config's mix of clips and stills from the first batch."""
+    cfg.data.synthesis = synthesis
+    cfg.data.cache_windows = 0
+    cfg.data.val_windows = 0
+    cfg.data.stills_only_steps = 0
+    cfg.data.flow_cache_dir = str(FLOW_CACHE)
+
+
 def data_rate(cfg, synthesis: str, device: torch.device, batches: int) -> dict:
     """Windows per second of one data path (first batch left out), and its start-up time."""
     from napari_afb.training import train as T
 
-    cfg.data.synthesis = synthesis
-    cfg.data.cache_windows = 0
-    cfg.data.val_windows = 0
-    cfg.data.stills_only_steps = 0  # the config's mix of clips and stills from the first batch
-    cfg.data.flow_cache_dir = str(FLOW_CACHE)
+    _measured(cfg, synthesis)
     t0 = time.perf_counter()
     data, _ = T.build_data(cfg)
     if synthesis == "device":
@@ -84,11 +90,7 @@ def train_rate(cfg, synthesis: str, device: str, steps: int) -> float:
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg.out_dir = tmp
-        cfg.data.synthesis = synthesis
-        cfg.data.cache_windows = 0
-        cfg.data.val_windows = 0
-        cfg.data.flow_cache_dir = str(FLOW_CACHE)
-        cfg.data.stills_only_steps = 0
+        _measured(cfg, synthesis)
         cfg.optim.steps = steps
         cfg.log_every = max(1, steps // 3)
         cfg.checkpoint_every = 10**6

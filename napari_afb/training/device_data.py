@@ -241,15 +241,10 @@ class DeviceBatches:
                 frames.append(clip.frames[t : t + n, y : y + c, x : x + c])
                 fwd.append(clip.fwd[t : t + n - 1, y : y + c, x : x + c])
                 bwd.append(clip.bwd[t : t + n - 1, y : y + c, x : x + c])
-
-            def batch(items, dtype=None):
-                out = torch.stack(items).to(self.device, non_blocking=True)
-                return out.permute(0, 1, 4, 2, 3).to(dtype) if dtype else out.permute(0, 1, 4, 2, 3)
-
             made = synthesize_batch(
-                batch(frames),
-                batch(fwd, torch.float32),
-                batch(bwd, torch.float32),
+                self._channels_first(frames),
+                self._channels_first(fwd).float(),
+                self._channels_first(bwd).float(),
                 spec.synthesis,
                 rng,
                 crop=spec.crop,
@@ -266,6 +261,10 @@ class DeviceBatches:
                 "clips may be too static, too short or full of cuts"
             )
         return [torch.cat(p)[:count] for p in parts]
+
+    def _channels_first(self, items: list[torch.Tensor]) -> torch.Tensor:
+        """Crops (T, h, w, C) stacked on the device as (B, T, C, h, w)."""
+        return torch.stack(items).to(self.device, non_blocking=True).permute(0, 1, 4, 2, 3)
 
     def stats_snapshot(self) -> dict[str, int]:
         """The video windows kept and rejected so far, by reason."""

@@ -279,6 +279,17 @@ def _translation_part(matrices: np.ndarray) -> np.ndarray:
     return out
 
 
+def _layer_fields(layers: Sequence[Layer], n_frames: int, h: int, w: int, device) -> torch.Tensor:
+    """Per layer, on every output pixel: the displacement over the exposure, then each frame's
+    sampling offset from mid-exposure, (B, 1 + N, h, w, 2)."""
+    taus = np.linspace(-0.5, 0.5, n_frames)
+    maps = [
+        np.concatenate([ly.path.displacement_map()[None], _translation_part(ly.path.inverse(taus))])
+        for ly in layers
+    ]
+    return _pixel_maps(np.stack(maps), h, w, device)
+
+
 def render_batch(
     backgrounds: Sequence[Layer],
     foregrounds: Sequence[Layer | None],
@@ -309,16 +320,7 @@ def render_batch(
             raise ValueError("the background image does not cover the output over the exposure")
     coords = _pixel_maps(matrices, h, w, device)
     sub = _sample([bg.image for bg in backgrounds], coords, "reflection")  # (B, S, 3, h, w)
-    frame_taus = np.linspace(-0.5, 0.5, n_frames)
-    vectors = np.stack(
-        [
-            np.concatenate(
-                [bg.path.displacement_map()[None], _translation_part(bg.path.inverse(frame_taus))]
-            )
-            for bg in backgrounds
-        ]
-    )  # (B, 1 + N, 2, 3): the displacement over the exposure, then each frame's offset
-    fields = _pixel_maps(vectors, h, w, device)
+    fields = _layer_fields(backgrounds, n_frames, h, w, device)
     mask = torch.zeros((len(backgrounds), h, w), dtype=torch.bool, device=sub.device)
     with_fg = [k for k, fg in enumerate(foregrounds) if fg is not None]
     if with_fg:
@@ -331,18 +333,7 @@ def render_batch(
         alpha = rgba[:, :steps, 3:]
         sub[idx] = sub[idx] * (1.0 - alpha) + rgba[:, :steps, :3]  # "over", premultiplied
         mask[idx] = rgba[:, steps, 3] > 0.5
-        fg_vectors = np.stack(
-            [
-                np.concatenate(
-                    [
-                        fg.path.displacement_map()[None],
-                        _translation_part(fg.path.inverse(frame_taus)),
-                    ]
-                )
-                for fg in fgs
-            ]
-        )
-        fg_fields = _pixel_maps(fg_vectors, h, w, device)
+        fg_fields = _layer_fields(fgs, n_frames, h, w, device)
         fields[idx] = torch.where(mask[idx][:, None, :, :, None], fg_fields, fields[idx])
     flow = fields[:, 0].permute(0, 3, 1, 2) / (n_frames - 1)
     motion = fields[:, 1:].permute(0, 1, 4, 2, 3)

@@ -248,7 +248,7 @@ def synthesize_batch(
     flow = fwd.mean(1)
     motion = frame_motion(fwd, bwd)
     h, w = srgb.shape[-2:]
-    c = np.s_[:, :]
+    c = np.s_[...]
     if crop is not None:
         y, x = (h - crop) // 2, (w - crop) // 2
         c = np.s_[..., y : y + crop, x : x + crop]

@@ -154,12 +154,11 @@ def build_data(cfg: TrainConfig, rank: int = 0):
         from .device_data import build_clip_flows
 
         root = Path(d.flow_cache_dir) if d.flow_cache_dir else Path(cfg.out_dir) / "flow_cache"
-        if rank == 0:
-            build_clip_flows(clips, root, workers=max(d.workers, 1))
+        flows = build_clip_flows(clips, root, workers=max(d.workers, 1)) if rank == 0 else None
         if dist.is_initialized():
             dist.barrier()
         train = DeviceBatches(
-            build_clip_flows(clips, root, progress=False),
+            flows or build_clip_flows(clips, root, progress=False),  # the others open them
             spec,
             d.batch_size,
             seed=cfg.seed,
