@@ -410,3 +410,67 @@ def test_tiles_agree_with_blur_cues(rgb_image, random_guidance):
     tiled = run(engine.decompose_iter(image, guidance, model=model, device=CPU, tile=288))
     assert np.abs(whole - image[None]).mean() > 0.005
     assert np.abs(whole - tiled).max() < 1.5 / 255
+
+
+def test_a_downsampled_trunk_sees_the_image_at_lower_resolution():
+    """``downsample=2``: the same weights applied to the 2x box-averaged image and guidance, the
+    motion scaled by 2 and upsampled; the stride doubles; the default keeps old files' meaning."""
+    full = _perturbed(6, motion_scale=1.0)
+    half = models.build("motion_deconv", **SMALL, motion_scale=1.0, downsample=2)
+    half.load_state_dict(full.state_dict())
+    assert (full.stride, half.stride, full.downsample) == (4, 8, 1)
+    image = _photo(64, 80)
+    labels = torch.randint(0, 5, (1, 64, 80), generator=torch.Generator().manual_seed(2))
+    guidance = _onehot(labels)
+    with torch.no_grad():
+        small = full.predict_motion(
+            torch.nn.functional.avg_pool2d(image, 2), torch.nn.functional.avg_pool2d(guidance, 2)
+        )
+        got = half.predict_motion(image, guidance)
+    assert got.shape == (1, 7, 2, 64, 80)
+    assert small.abs().max() > 0.05  # the perturbed head predicts some motion
+    up = torch.nn.functional.interpolate(small.flatten(1, 2), scale_factor=2, mode="bilinear")
+    assert torch.allclose(got, 2 * up.view_as(got), atol=1e-5)  # offsets in full-size pixels
+    assert torch.allclose(got[..., 1::2, 1::2].mean(), 2 * small.mean(), atol=1e-3)
+    with pytest.raises(ValueError, match="multiples of 8"):
+        half(image[..., :60, :], guidance[..., :60, :])
+    with pytest.raises(ValueError, match="downsample"):
+        models.build("motion_deconv", downsample=0)
+
+
+def test_tiles_agree_with_a_downsampled_trunk(rgb_image, random_guidance):
+    model = _perturbed(7, motion_scale=1.0, downsample=2)
+    guidance = random_guidance(rgb_image.shape[:2])
+    image = rgb_image.astype(np.float32) / 255
+    run = engine.run
+    whole = run(engine.decompose_iter(image, guidance, model=model, device=CPU, tile=0))
+    tiled = run(
+        engine.decompose_iter(image, guidance, model=model, device=CPU, tile=160, overlap=64)
+    )
+    assert np.abs(whole - image[None]).mean() > 0.005
+    assert np.abs(whole - tiled).max() < 1.5 / 255
+
+
+def test_convert_decomposer_moves_a_weights_file_to_half_resolution(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    from napari_afb.weights import load_weights, save_weights
+
+    path = Path(__file__).resolve().parent.parent / "scripts" / "convert_decomposer.py"
+    spec = importlib.util.spec_from_file_location("convert_decomposer", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    source = save_weights(
+        _perturbed(8), tmp_path / "a.safetensors", architecture="motion_deconv", arch_args=SMALL
+    )
+    dest = tmp_path / "b.safetensors"
+    assert script.main([str(source), str(dest), "--blur-cues", "--downsample", "2"]) == 0
+    model, info = load_weights(dest)
+    assert info.arch_args == {**SMALL, "blur_cues": True, "downsample": 2}
+    assert (model.downsample, model.stride, model.blur_cues) == (2, 8, True)
+    assert "1/2 resolution" in info.metrics["status"]
+    old = dict(load_weights(source)[0].state_dict())
+    assert torch.equal(model.state_dict()["head.weight"], old["head.weight"])
+    with pytest.raises(SystemExit):
+        script.main([str(source), str(dest)])  # nothing to change

@@ -58,6 +58,12 @@ class MotionDeconv(MotionUNet):
         its directional derivatives at :data:`CUE_LAGS`): a blur of length L along a direction
         leaves a dip at lag L there, an explicit hint of the blur's *length*, which the plain
         network regressed towards the mean. Off in weights files from before it existed.
+    downsample : the network (trunk and heads) sees the image and the guidance box-averaged by
+        this factor; its motion (scaled by the factor) and blend weights are upsampled back
+        (bilinear) and the deconvolution and warps run at full resolution. Motion fields are
+        smooth, a blur of L px is then one of L / f px to the network, which underestimates long
+        blurs less, and the network costs 1 / f^2 as much. 1 (the default, and what weights files
+        from before it existed mean) is full resolution.
 
     ``forward(image (B, 3, H, W), guidance one-hot (B, G, H, W)) -> frames (B, N, 3, H, W)``;
     :meth:`predict_motion` gives the offsets alone, (B, N, 2, H, W).
@@ -77,6 +83,7 @@ class MotionDeconv(MotionUNet):
         step: float = 1.5,
         blend: bool = True,
         blur_cues: bool = False,
+        downsample: int = 1,
     ):
         super().__init__(
             n_frames=n_frames,
@@ -91,6 +98,10 @@ class MotionDeconv(MotionUNet):
                 f"need deconv_iters >= 0, substeps >= 1, prior >= 0, 0 < step < 2; got "
                 f"{deconv_iters}, {substeps}, {prior}, {step}"
             )
+        if int(downsample) != downsample or downsample < 1:
+            raise ValueError(f"downsample must be a positive integer, got {downsample!r}")
+        self.downsample = int(downsample)
+        self.stride *= self.downsample
         self.blur_cues = blur_cues
         if blur_cues:
             self.stem = nn.Conv2d(3 + guidance_classes + N_CUES, widths[0], 3, padding=1)
@@ -122,13 +133,23 @@ class MotionDeconv(MotionUNet):
         b, _, h, w = image.shape
         if h % self.stride or w % self.stride:
             raise ValueError(f"H and W must be multiples of {self.stride}, got {h}x{w}")
+        f = self.downsample
+        if f > 1:
+            image, guidance = F.avg_pool2d(image, f), F.avg_pool2d(guidance, f)
         feats = self.features(image, guidance)
-        motion = self.head(feats).float().view(b, self.n_frames, 2, h, w)
-        motion = motion * (self.motion_scale * self.keep)
+        motion = self._full_size(self.head(feats).float(), f).view(b, self.n_frames, 2, h, w)
+        motion = motion * (self.motion_scale * f * self.keep)
         logits = None
         if self.blend:
-            logits = self.blend_head(feats).float().view(b, self.n_frames, 3, 1, h, w)
+            logits = self._full_size(self.blend_head(feats).float(), f)
+            logits = logits.view(b, self.n_frames, 3, 1, h, w)
         return motion, logits
+
+    @staticmethod
+    def _full_size(x: torch.Tensor, f: int) -> torch.Tensor:
+        if f == 1:
+            return x
+        return F.interpolate(x, scale_factor=f, mode="bilinear", align_corners=False)
 
     def predict_motion(self, image: torch.Tensor, guidance: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W), (B, G, H, W) -> (B, N, 2, H, W) sampling offsets in pixels."""
