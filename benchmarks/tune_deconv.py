@@ -52,6 +52,7 @@ def main(argv=None) -> int:
 
     import torch
 
+    from napari_afb import models
     from napari_afb.training.datasets import WindowSpec, open_clips, validation_windows
     from napari_afb.training.evaluate import evaluate
     from napari_afb.weights import load_weights, save_weights
@@ -92,7 +93,7 @@ def main(argv=None) -> int:
         )
     best = max(rows)[0]
     near = [r for r in rows if r[0] >= best - args.tolerance]
-    gain, iters, prior, step, sub = min(near, key=lambda r: (r[1] * (r[1] and r[4]), -r[0]))
+    gain, iters, prior, step, sub = min(near, key=lambda r: (r[1] * r[4], -r[0]))
     print(
         f"chosen: iters={iters} prior={prior} step={step} substeps={sub} ({gain:+.2f} dB; "
         f"best {best:+.2f}, tolerance {args.tolerance:g})"
@@ -107,7 +108,7 @@ def main(argv=None) -> int:
         }
         tensors_dtype = next(iter(model.state_dict().values())).dtype
         save_weights(
-            models_with(model, arch_args),
+            models.rebuild(info.architecture, model, **arch_args),
             args.write,
             architecture=info.architecture,
             arch_args=arch_args,
@@ -125,15 +126,6 @@ def main(argv=None) -> int:
         )
         print(f"wrote {args.write}")
     return 0
-
-
-def models_with(model, arch_args):
-    """``model`` rebuilt with ``arch_args`` and the same tensors."""
-    from napari_afb import models
-
-    rebuilt = models.build("motion_deconv", **arch_args)
-    rebuilt.load_state_dict(model.state_dict())
-    return rebuilt
 
 
 if __name__ == "__main__":

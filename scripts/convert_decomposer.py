@@ -43,9 +43,7 @@ def main(argv=None) -> int:
         changes.append("blur cues added, untrained")
     if args.downsample is not None:
         arch_args["downsample"] = args.downsample
-        moved = models.build(info.architecture, **arch_args)
-        moved.load_state_dict(model.state_dict())
-        model = moved
+        model = models.rebuild(info.architecture, model, **arch_args)
         changes.append(f"network moved to 1/{args.downsample} resolution, untrained there")
     save_weights(
         model,

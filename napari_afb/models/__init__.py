@@ -39,10 +39,18 @@ def build(name: str, **kwargs: Any) -> nn.Module:
         raise ValueError(f"bad arguments for architecture {name!r}: {exc}") from None
 
 
+def rebuild(name: str, model: nn.Module, **kwargs: Any) -> nn.Module:
+    """Architecture ``name`` built with ``kwargs`` and holding ``model``'s tensors (for arguments
+    that change what the tensors compute, not their shapes: inference settings, resolution)."""
+    rebuilt = build(name, **kwargs)
+    rebuilt.load_state_dict(model.state_dict())
+    return rebuilt
+
+
 def role_of(name: str) -> str:
     """'decomposer' or 'predictor' for a registered architecture name (ValueError naming the
     known ones for any other name)."""
     return _entry(name)[1]
 
 
-__all__ = ["REGISTRY", "GuidanceNet", "MotionDeconv", "MotionUNet", "build", "role_of"]
+__all__ = ["REGISTRY", "GuidanceNet", "MotionDeconv", "MotionUNet", "build", "rebuild", "role_of"]
