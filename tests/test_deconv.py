@@ -228,6 +228,36 @@ def test_a_few_steps_lower_the_motion_loss():
     assert losses[-1] < 0.5 * losses[0], losses
 
 
+def test_the_warped_loss_pulls_a_short_motion_to_a_long_blur():
+    """The blurry input warped by the motion (the frames the blend leans on) keeps a loss that
+    falls all the way from no motion to the true one over a 24 px blur, and the training step
+    sends its gradient into the network's motion."""
+    from napari_afb.models.deconv import warped_frames
+    from napari_afb.training.config import TrainConfig
+    from napari_afb.training.losses import LossConfig, decomposer_loss
+    from napari_afb.training.train import _step_loss
+
+    image = _photo(64, 96)
+    true = _uniform_motion(7, 64, 96, 4.0, 0.0)
+    seq = linear_to_srgb(warp(srgb_to_linear(image), true))
+    blurry = linear_to_srgb(srgb_to_linear(seq).mean(dim=1))
+    guidance = torch.full((1, 64, 96), 1)
+    scale = torch.tensor([0.0, 0.25, 0.5, 0.75, 1.0], requires_grad=True)
+    losses = [decomposer_loss(warped_frames(blurry, s * true), seq, guidance) for s in scale]
+    assert all(a > b for a, b in zip(losses, losses[1:])), [float(x) for x in losses]
+    (grad,) = torch.autograd.grad(losses[1], scale)
+    assert grad[1] < 0  # from a quarter of the motion, the gradient lengthens it
+
+    torch.manual_seed(0)
+    model = _perturbed(3)
+    cfg = TrainConfig(loss=LossConfig(warped=1.0, frames_fraction=0.5))
+    batch = {"blurry": blurry, "guidance": guidance, "frames": seq, "motion": true}
+    loss, parts = _step_loss("decomposer", model, batch, CPU, None, cfg, supervision="motion")
+    loss.backward()
+    assert 0 < float(parts["warped_ratio"]) < 1.5
+    assert model.head.weight.grad.abs().sum() > 0
+
+
 # --------------------------------------------------------------------------------- the cache
 
 
@@ -257,6 +287,13 @@ def test_window_cache_fills_once_reaugments_and_refuses_other_settings(tmp_path)
         assert float((warped - item["frames"])[..., 6:-6, 6:-6].abs().mean()) < 0.01
     with pytest.raises(ValueError, match="other settings"):
         CachedWindows(source(), 6, tmp_path / "c", {"crop": 64}).fill(workers=0)
+    # a setting added after the cache was written: fine at the value the cache was made with
+    later = {"crop": 48, "dirs": []}
+    assert CachedWindows(source(), 6, tmp_path / "c", later, implied={"dirs": []}).ready()
+    with pytest.raises(ValueError, match="other settings"):
+        CachedWindows(
+            source(), 6, tmp_path / "c", {**later, "dirs": ["x"]}, implied={"dirs": []}
+        ).ready()
 
 
 # ---------------------------------------------------------------- continuing from the default

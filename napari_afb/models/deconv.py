@@ -196,6 +196,13 @@ class MotionDeconv(MotionUNet):
         return (motion, frames) if output == "train" else frames
 
 
+def warped_frames(image: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
+    """sRGB ``image`` (B, 3, H, W) warped in linear light by each frame's offsets ``motion``
+    (B, N, 2, H, W) and projected so the frames average to it: (B, N, 3, H, W) sRGB. The
+    blend's second candidate, and what training's ``warped`` loss teaches the motion with."""
+    return project_blur_consistent(linear_to_srgb(warp(srgb_to_linear(image), motion)), image)
+
+
 #: directions (dx, dy) and lags (steps along them) of :func:`blur_cues`
 CUE_DIRECTIONS = ((1, 0), (0, 1), (1, 1), (1, -1))
 CUE_LAGS = (1, 2, 3, 4, 6, 8, 11, 16, 22, 32)

@@ -327,11 +327,21 @@ class CachedWindows(torch.utils.data.Dataset):
     every cached window once under a fresh flip / rot90 / time reversal (16 variants), seeded by
     (seed, epoch, index). The arrays live as .npy files in ``folder`` (float16), with a
     ``cache.json`` that names what made them: a folder made from other settings is refused.
+    ``implied`` names settings added after caches were first written, with the value a cache
+    that does not name them was made with (so an older cache stays usable where it matches).
     """
 
-    def __init__(self, source: VideoWindows, count: int, folder: str | os.PathLike, key: dict):
+    def __init__(
+        self,
+        source: VideoWindows,
+        count: int,
+        folder: str | os.PathLike,
+        key: dict,
+        implied: dict | None = None,
+    ):
         self.source, self.count, self.folder = source, count, Path(folder)
         self.seed, self.key = source.seed, {**key, "count": count, "seed": source.seed}
+        self.implied = dict(implied or {})
         self.arrays: dict[str, np.ndarray] | None = None
 
     def __len__(self) -> int:
@@ -343,7 +353,7 @@ class CachedWindows(torch.utils.data.Dataset):
             return False
         import json
 
-        stored = json.loads(meta.read_text())
+        stored = {**self.implied, **json.loads(meta.read_text())}
         if stored != self.key:
             raise ValueError(
                 f"{self.folder} holds windows made with other settings; delete it or use "

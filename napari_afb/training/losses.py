@@ -32,7 +32,13 @@ class LossConfig:
     """Loss weights. ``l1``, ``gradient`` and ``order_blind_static`` are the decomposer's;
     ``axis`` and ``sign`` the predictor's; ``motion`` and ``photometric`` those of a
     motion-supervised decomposer (:func:`motion_loss`), which adds ``frames`` x the frame loss
-    of its output."""
+    of its output (teaching the blend) and ``warped`` x the frame loss of the blurry input
+    warped by its motion and projected to the blur, with gradients into the motion.
+
+    Why ``warped``: the photometric term warps the *sharp* middle frame, whose loss has narrow
+    basins around the true offset of every edge, so a long blur's motion gets little gradient
+    and the network settles short of it; the blurry input warped by the motion is what the
+    frames mostly are (the blend leans on it), and its loss is smooth over the blur's length."""
 
     l1: float = 1.0
     gradient: float = 0.5
@@ -43,6 +49,7 @@ class LossConfig:
     photometric: float = 1.0
     frames: float = 1.0
     frames_fraction: float = 0.5  # of each batch, for the frame loss (it needs a deconvolution)
+    warped: float = 0.0  # the frame loss of the blurry input warped by the motion (whole batch)
 
 
 def _grad(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

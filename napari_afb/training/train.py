@@ -27,6 +27,7 @@ import torch.distributed as dist
 
 from .. import models
 from ..engine import autocast_dtype, select_device
+from ..models.deconv import warped_frames
 from ..weights import save_weights, state_digest
 from .config import TrainConfig
 from .datasets import CachedWindows, VideoWindows, WindowSpec, open_clips, validation_windows
@@ -186,7 +187,8 @@ def build_data(cfg: TrainConfig, rank: int = 0):
         for unrelated in ("workers", "cache_dir", "synthesis", "flow_cache_dir"):
             key.pop(unrelated)
         folder = Path(d.cache_dir) if d.cache_dir else Path(cfg.out_dir) / "window_cache"
-        train = CachedWindows(train, d.cache_windows, folder, key)
+        # stills_dirs came later: caches that do not name it were made from no photo folders
+        train = CachedWindows(train, d.cache_windows, folder, key, implied={"stills_dirs": []})
         if rank == 0:
             train.fill(workers=max(d.workers, 1))
         if dist.is_initialized():
@@ -289,6 +291,15 @@ def _step_loss(role, net, batch, dev, amp, cfg: TrainConfig, supervision: str = 
             parts["frames"] = frame_loss.detach()
             parts["frames_ratio"] = frame_loss.detach() / base
             parts["baseline"] = parts["baseline"] + cfg.loss.frames * base
+        if cfg.loss.warped:
+            warped = warped_frames(blurry.float(), motion.float())
+            warped_loss = decomposer_loss(warped, frames, guidance, cfg.loss)
+            with torch.no_grad():
+                base = baseline_loss(blurry, frames, guidance, cfg.loss)
+            loss = loss + cfg.loss.warped * warped_loss
+            parts["warped"] = warped_loss.detach()
+            parts["warped_ratio"] = warped_loss.detach() / base
+            parts["baseline"] = parts["baseline"] + cfg.loss.warped * base
         return loss, parts
     loss = decomposer_loss(pred.float(), frames, guidance, cfg.loss)
     with torch.no_grad():
