@@ -248,14 +248,32 @@ def test_the_warped_loss_pulls_a_short_motion_to_a_long_blur():
     (grad,) = torch.autograd.grad(losses[1], scale)
     assert grad[1] < 0  # from a quarter of the motion, the gradient lengthens it
 
-    torch.manual_seed(0)
-    model = _perturbed(3)
-    cfg = TrainConfig(loss=LossConfig(warped=1.0, frames_fraction=0.5))
-    batch = {"blurry": blurry, "guidance": guidance, "frames": seq, "motion": true}
-    loss, parts = _step_loss("decomposer", model, batch, CPU, None, cfg, supervision="motion")
-    loss.backward()
-    assert 0 < float(parts["warped_ratio"]) < 1.5
-    assert model.head.weight.grad.abs().sum() > 0
+    # in the metric's form: 0 for the identity, minus the PSNR gain / 10 for the frames
+    from napari_afb.training.evaluate import frame_scores
+    from napari_afb.training.losses import warped_psnr_loss
+
+    def numpy_frames(x):
+        return x[0].permute(0, 2, 3, 1).detach().numpy()
+
+    assert float(warped_psnr_loss(blurry.unsqueeze(1).expand_as(seq), blurry, seq)) == 0.0
+    frames = warped_frames(blurry, true)
+    gain = (
+        frame_scores(numpy_frames(frames), numpy_frames(seq))["psnr"]
+        - frame_scores(numpy_frames(blurry.unsqueeze(1).expand_as(seq)), numpy_frames(seq))["psnr"]
+    )
+    assert gain > 1.5  # a real gain to compare with (measured 1.96 dB)
+    assert float(warped_psnr_loss(frames, blurry, seq)) == pytest.approx(-gain / 10, abs=0.01)
+
+    for form, key in (("l1", "warped_ratio"), ("psnr", "warped_gain_db")):
+        torch.manual_seed(0)
+        model = _perturbed(3)
+        cfg = TrainConfig(loss=LossConfig(warped=1.0, warped_form=form, frames_fraction=0.5))
+        batch = {"blurry": blurry, "guidance": guidance, "frames": seq, "motion": true}
+        loss, parts = _step_loss("decomposer", model, batch, CPU, None, cfg, supervision="motion")
+        loss.backward()
+        assert key in parts and math.isfinite(float(parts[key]))
+        assert model.head.weight.grad.abs().sum() > 0
+    assert float(parts["warped_gain_db"]) == pytest.approx(-10 * float(parts["warped"]))
 
 
 # --------------------------------------------------------------------------------- the cache

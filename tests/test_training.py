@@ -141,6 +141,9 @@ def test_config_errors_name_the_key(tmp_path):
     cfg.write_text("[data]\ncrop = 100\n")
     with pytest.raises(ConfigError, match="multiple of 8"):
         load_config(cfg)
+    cfg.write_text('[loss]\nwarped_form = "mse"\n')
+    with pytest.raises(ConfigError, match="warped_form must be 'l1' or 'psnr'"):
+        load_config(cfg)
     cfg.write_text("seed = 5\n[data]\ncrop = 64\n")
     c = load_config(cfg, {"optim.steps": 3})
     assert (c.seed, c.data.crop, c.optim.steps) == (5, 64, 3)

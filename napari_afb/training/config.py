@@ -102,6 +102,10 @@ class TrainConfig:
             problems.append(
                 f"optim.precision {o.precision!r}: use auto, float32, bfloat16, float16"
             )
+        if self.loss.warped_form not in ("l1", "psnr"):
+            problems.append(
+                f"loss.warped_form must be 'l1' or 'psnr' (got {self.loss.warped_form!r})"
+            )
         for name in ("log_every", "val_every", "checkpoint_every"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1")

@@ -38,7 +38,8 @@ class LossConfig:
     Why ``warped``: the photometric term warps the *sharp* middle frame, whose loss has narrow
     basins around the true offset of every edge, so a long blur's motion gets little gradient
     and the network settles short of it; the blurry input warped by the motion is what the
-    frames mostly are (the blend leans on it), and its loss is smooth over the blur's length."""
+    frames mostly are (the blend leans on it), and its loss is smooth over the blur's length.
+    ``warped_form = "psnr"`` makes that loss the metric itself (:func:`warped_psnr_loss`)."""
 
     l1: float = 1.0
     gradient: float = 0.5
@@ -50,6 +51,7 @@ class LossConfig:
     frames: float = 1.0
     frames_fraction: float = 0.5  # of each batch, for the frame loss (it needs a deconvolution)
     warped: float = 0.0  # the frame loss of the blurry input warped by the motion (whole batch)
+    warped_form: str = "l1"  # of that loss: "l1" (l1 + gradient) or "psnr" (see warped_psnr_loss)
 
 
 def _grad(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -154,3 +156,18 @@ def motion_loss(
             "baseline": base,
         }
     return loss, parts
+
+
+def warped_psnr_loss(pred: torch.Tensor, blurry: torch.Tensor, target: torch.Tensor):
+    """Minus the PSNR gain (dB / 10) of frames ``pred`` over the blurry input repeated, per frame
+    and window as the validation metric averages it, so 0 for the identity: (B, N, 3, H, W),
+    (B, 3, H, W), (B, N, 3, H, W) -> scalar. Per-window logs weigh a window with small errors as
+    much as one with large ones, as the mean PSNR does and a pixel-averaged loss does not."""
+    eps = 1e-5  # (0.003)^2: frames that match to a third of a level count as perfect
+
+    def log_mse(x):
+        return torch.log10(((x.float() - target.float()) ** 2).mean(dim=(2, 3, 4)) + eps)
+
+    with torch.no_grad():
+        base = log_mse(blurry.unsqueeze(1).expand_as(target))
+    return (log_mse(pred) - base).mean()

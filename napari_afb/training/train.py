@@ -32,7 +32,13 @@ from ..weights import save_weights, state_digest
 from .config import TrainConfig
 from .datasets import CachedWindows, VideoWindows, WindowSpec, open_clips, validation_windows
 from .device_data import DeviceBatches
-from .losses import baseline_loss, decomposer_loss, motion_loss, predictor_loss
+from .losses import (
+    baseline_loss,
+    decomposer_loss,
+    motion_loss,
+    predictor_loss,
+    warped_psnr_loss,
+)
 from .synthesis import SynthesisConfig
 
 CHECKPOINT = "checkpoint.pt"
@@ -293,13 +299,17 @@ def _step_loss(role, net, batch, dev, amp, cfg: TrainConfig, supervision: str = 
             parts["baseline"] = parts["baseline"] + cfg.loss.frames * base
         if cfg.loss.warped:
             warped = warped_frames(blurry.float(), motion.float())
-            warped_loss = decomposer_loss(warped, frames, guidance, cfg.loss)
-            with torch.no_grad():
-                base = baseline_loss(blurry, frames, guidance, cfg.loss)
+            if cfg.loss.warped_form == "psnr":  # its baseline (the identity) is 0
+                warped_loss = warped_psnr_loss(warped, blurry, frames)
+                parts["warped_gain_db"] = -10 * warped_loss.detach()
+            else:
+                warped_loss = decomposer_loss(warped, frames, guidance, cfg.loss)
+                with torch.no_grad():
+                    base = baseline_loss(blurry, frames, guidance, cfg.loss)
+                parts["warped_ratio"] = warped_loss.detach() / base
+                parts["baseline"] = parts["baseline"] + cfg.loss.warped * base
             loss = loss + cfg.loss.warped * warped_loss
             parts["warped"] = warped_loss.detach()
-            parts["warped_ratio"] = warped_loss.detach() / base
-            parts["baseline"] = parts["baseline"] + cfg.loss.warped * base
         return loss, parts
     loss = decomposer_loss(pred.float(), frames, guidance, cfg.loss)
     with torch.no_grad():
