@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .losses import LossConfig
+from .losses import WARPED_FORMS, LossConfig
 
 
 class ConfigError(ValueError):
@@ -102,10 +102,9 @@ class TrainConfig:
             problems.append(
                 f"optim.precision {o.precision!r}: use auto, float32, bfloat16, float16"
             )
-        if self.loss.warped_form not in ("l1", "psnr"):
-            problems.append(
-                f"loss.warped_form must be 'l1' or 'psnr' (got {self.loss.warped_form!r})"
-            )
+        if self.loss.warped_form not in WARPED_FORMS:
+            forms = " or ".join(repr(f) for f in WARPED_FORMS)
+            problems.append(f"loss.warped_form must be {forms} (got {self.loss.warped_form!r})")
         for name in ("log_every", "val_every", "checkpoint_every"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1")

@@ -51,7 +51,12 @@ class LossConfig:
     frames: float = 1.0
     frames_fraction: float = 0.5  # of each batch, for the frame loss (it needs a deconvolution)
     warped: float = 0.0  # the frame loss of the blurry input warped by the motion (whole batch)
-    warped_form: str = "l1"  # of that loss: "l1" (l1 + gradient) or "psnr" (see warped_psnr_loss)
+    warped_form: str = "l1"  # of that loss, one of WARPED_FORMS
+
+
+#: ``LossConfig.warped_form``: "l1" (l1 + gradient, as the frame loss) or "psnr" (the metric,
+#: :func:`warped_psnr_loss`)
+WARPED_FORMS = ("l1", "psnr")
 
 
 def _grad(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
