@@ -141,6 +141,9 @@ def test_config_errors_name_the_key(tmp_path):
     cfg.write_text("[data]\ncrop = 100\n")
     with pytest.raises(ConfigError, match="multiple of 8"):
         load_config(cfg)
+    cfg.write_text("[optim]\nema = 1.0\n")
+    with pytest.raises(ConfigError, match=r"optim.ema 1.0: use a decay in \[0, 1\)"):
+        load_config(cfg)
     cfg.write_text('[loss]\nwarped_form = "mse"\n')
     with pytest.raises(ConfigError, match="warped_form must be 'l1' or 'psnr'"):
         load_config(cfg)
@@ -196,6 +199,58 @@ def test_training_run_writes_logs_checkpoint_weights_and_plot(tmp_path):
     assert info.recipe["optim"]["steps"] == 4 and model.n_frames == 7
     assert (out / "checkpoint.pt").is_file() and (out / "curves.png").stat().st_size > 1000
     assert not list(out.glob(".*tmp*"))
+
+
+def test_ema_weights_are_the_average_of_the_trained_ones_and_resume_exactly(tmp_path):
+    """optim.ema: training itself is unchanged, what is validated and exported is the moving
+    average ema += (1 - decay) (w - ema) over the steps' weights, the checkpoint keeps it, and a
+    run stopped part way resumes to the same exported weights."""
+    from napari_afb.training.train import train
+    from napari_afb.weights import load_weights
+
+    decay, steps = 0.7, 5
+    plain = train(load_config(tiny_config(tmp_path, "plain", steps)), device="cpu", progress=False)
+    cfg = tiny_config(tmp_path, "ema", steps)
+    ckpt = tmp_path / "ema" / "checkpoint.pt"
+    trained = []  # the weights after steps 1.. n-1, from the checkpoint written each step
+
+    def keep(record):
+        if "ratio" in record and record["step"] > 1:
+            trained.append(torch.load(ckpt, weights_only=True)["model"])
+
+    run = train(load_config(cfg, {"optim.ema": decay}), device="cpu", progress=False, callback=keep)
+    assert run.param_digest == plain.param_digest  # the average does not touch training
+    trained.append(torch.load(ckpt, weights_only=True)["model"])
+    assert len(trained) == steps
+    expected = {k: v.clone() for k, v in trained[0].items()}
+    for weights in trained[1:]:
+        for k, v in weights.items():
+            if v.is_floating_point():
+                expected[k] += (1 - decay) * (v - expected[k])
+    exported = load_weights(run.last_weights)[0].state_dict()
+    moved = 0
+    for k, v in expected.items():
+        assert torch.allclose(exported[k], v, atol=1e-6), k
+        moved += not torch.equal(exported[k], trained[-1][k])
+    assert moved > 0  # the exported weights are not simply the last step's
+    assert load_weights(run.best_weights)[1].metrics["step"] == steps
+
+    calls = iter(range(100))
+    stopped = train(
+        load_config(tiny_config(tmp_path, "stopped", steps), {"optim.ema": decay}),
+        device="cpu",
+        progress=False,
+        should_stop=lambda: next(calls) >= 2,
+    )
+    assert stopped.cancelled and stopped.step == 2
+    resumed = train(
+        load_config(tmp_path / "stopped.json", {"optim.ema": decay}),
+        resume=True,
+        device="cpu",
+        progress=False,
+    )
+    again = load_weights(resumed.last_weights)[0].state_dict()
+    assert all(torch.equal(again[k], exported[k]) for k in exported)
 
 
 def test_sampler_resumes_mid_epoch_with_the_same_keys():

@@ -63,6 +63,9 @@ class OptimSection:
     steps: int = 2000
     grad_clip: float = 1.0
     precision: str = "auto"  # bf16 autocast on CUDA; float32 elsewhere
+    # Validate and export an exponential moving average of the weights (this decay per step;
+    # 0 = off, the weights as trained). It smooths the step-to-step noise of small batches.
+    ema: float = 0.0
 
 
 @dataclass
@@ -98,6 +101,8 @@ class TrainConfig:
             )
         if o.lr <= 0 or o.steps < 1:
             problems.append("optim.lr must be > 0 and optim.steps >= 1")
+        if not 0.0 <= o.ema < 1.0:
+            problems.append(f"optim.ema {o.ema}: use a decay in [0, 1) (0 = off)")
         if o.precision not in ("auto", "float32", "bfloat16", "float16"):
             problems.append(
                 f"optim.precision {o.precision!r}: use auto, float32, bfloat16, float16"

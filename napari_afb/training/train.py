@@ -5,9 +5,11 @@ says which model a config trains.
 Per step: a batch of windows, the loss and, for the decomposer, the loss of the blurry baseline on
 the same batch (their ratio is the plateau indicator: 1.0 means the model still copies its
 input); for the predictor, the axis and sign losses and accuracies. AdamW with a warm-up then
-cosine schedule, gradient clipping, bf16 autocast on CUDA. Rank 0 logs JSON lines, validates,
-plots the curves, writes checkpoints atomically and exports the best weights in the package's
-weights format. A killed run resumes exactly where its last checkpoint stopped.
+cosine schedule, gradient clipping, bf16 autocast on CUDA, optionally an exponential moving
+average of the weights (``optim.ema``), which is then what is validated and exported. Rank 0
+logs JSON lines, validates, plots the curves, writes checkpoints atomically and exports the best
+weights in the package's weights format. A killed run resumes exactly where its last checkpoint
+stopped.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from .. import models
 from ..engine import autocast_dtype, select_device
@@ -381,8 +384,17 @@ def train(
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: lr_factor(s, cfg.optim.warmup_steps, cfg.optim.steps)
     )
+    # The weights that are validated and exported: an exponential moving average of the trained
+    # ones when optim.ema > 0 (kept by rank 0 only, which alone validates and exports).
+    averaged = None
+    if cfg.optim.ema > 0 and rank == 0:
+        averaged = AveragedModel(
+            model, multi_avg_fn=get_ema_multi_avg_fn(cfg.optim.ema), use_buffers=True
+        )
+    exported = averaged.module if averaged is not None else model
     step, best, initial = 0, {}, {}
     ckpt_path = out / CHECKPOINT
+    ema_note = None
     if resume:
         if not ckpt_path.is_file():
             raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path}")
@@ -393,6 +405,12 @@ def train(
         step = state["step"]  # the sampler derives epoch and position from it
         best = json.loads(state["best"])
         initial = json.loads(state.get("initial", "{}"))
+        if averaged is not None:
+            if "ema" in state:
+                averaged.load_state_dict(state["ema"])
+            else:  # the run so far kept none: the average starts from the resumed weights
+                averaged.module.load_state_dict(state["model"])
+                ema_note = "optim.ema: the checkpoint holds no average; it starts here"
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     amp = autocast_dtype(dev, cfg.optim.precision)
     train_set, val_windows = build_data(cfg, rank)
@@ -402,6 +420,7 @@ def train(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=cfg.optim.steps, initial=step, unit="step", desc="train")
+    ema_state = (lambda: averaged.state_dict()) if averaged is not None else (lambda: None)
 
     def log(record: dict) -> None:
         if rank != 0:
@@ -411,6 +430,8 @@ def train(
         if callback is not None:
             callback(record)
 
+    if ema_note is not None:
+        log({"step": step, "event": ema_note})
     if init_weights is not None and rank == 0 and val_windows and not resume:
         initial = validate(model.eval(), val_windows, dev, role)
         log({"step": step, "event": f"start from {init_weights}"})
@@ -443,6 +464,8 @@ def train(
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
             opt.step()
             sched.step()
+            if averaged is not None:
+                averaged.update_parameters(model)
             step, n_last = step + 1, n_last + len(batch["blurry"]) * world
             if bar is not None:
                 bar.update(1)
@@ -476,21 +499,21 @@ def train(
                     bar.set_postfix({shown: f"{figures[shown]:.3f}"})
                 t_last, n_last = now, 0
             if rank == 0 and val_windows and (step % cfg.val_every == 0 or step == cfg.optim.steps):
-                scores = validate(model.eval(), val_windows, dev, role)
+                scores = validate(exported.eval(), val_windows, dev, role)
                 log({"step": step, **{f"val_{k}": v for k, v in scores.items()}})
                 if not best or scores[best_key] > best.get(best_key, -1e9):
                     best = {**scores, "step": step}
-                    _export(model, out / "best.safetensors", cfg, arch_args, best)
+                    _export(exported, out / "best.safetensors", cfg, arch_args, best)
                 _plot(log_path, out / "curves.png")
             if step % cfg.checkpoint_every == 0 or step == cfg.optim.steps:
-                _checkpoint(ckpt_path, model, opt, sched, step, best, rank, initial)
+                _checkpoint(ckpt_path, model, opt, sched, step, best, rank, initial, ema_state())
             if step >= cfg.optim.steps:
                 break
     if hasattr(loader, "close"):
         loader.close()  # device batches: ends the thread that makes them ahead
     del loader  # stops the persistent workers
     if cancelled or timed_out:
-        _checkpoint(ckpt_path, model, opt, sched, step, best, rank, initial)
+        _checkpoint(ckpt_path, model, opt, sched, step, best, rank, initial, ema_state())
     if bar is not None:
         bar.close()
     result = TrainResult(
@@ -504,7 +527,7 @@ def train(
     )
     if rank == 0:
         result.last_weights = _export(
-            model, out / "last.safetensors", cfg, arch_args, {"step": step}
+            exported, out / "last.safetensors", cfg, arch_args, {"step": step}
         )
         if (out / "best.safetensors").is_file():
             result.best_weights = out / "best.safetensors"
@@ -523,10 +546,11 @@ def _agreed(flag: bool, world: int, dev: torch.device) -> bool:
     return bool(value.item())
 
 
-def _checkpoint(path: Path, model, opt, sched, step, best, rank, initial=None) -> None:
+def _checkpoint(path: Path, model, opt, sched, step, best, rank, initial=None, ema=None) -> None:
     if rank != 0:
         return
     state = {
+        **({"ema": ema} if ema is not None else {}),
         "model": model.state_dict(),
         "optimizer": opt.state_dict(),
         "scheduler": sched.state_dict(),
