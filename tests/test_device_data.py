@@ -191,6 +191,42 @@ def test_device_batches_are_a_function_of_the_step_and_keep_the_windows_exact(tm
             assert np.abs(frames[3][inner] - frames[t][inner]).mean() > 0.04
 
 
+def test_a_camera_path_moves_a_static_clip_and_its_motion_is_exact(tmp_path):
+    """data.camera_motion: a clip of a still photo has nothing to learn from (every window is
+    rejected as static); cut along camera paths, each window's motion is the path's whole-pixel
+    offset from the middle frame, uniform over the crop, and every frame is the middle frame
+    moved by it."""
+    from skimage import data as skdata
+
+    photo = skdata.astronaut()
+    still = np.repeat(photo[None, 100:260, 100:280], 10, axis=0)  # 10 identical 160x180 frames
+    clip = Clip(_frame_folder(tmp_path / "still", still))
+    flows = [ClipFlows.build(clip, tmp_path / "flows", workers=1, progress=False)]
+    spec = WindowSpec(crop=64, margin=8, synthesis=SynthesisConfig(noise_std=0.0, jpeg_prob=0.0))
+    with pytest.raises(RuntimeError, match="no usable window"):
+        DeviceBatches(flows, spec, batch_size=2, seed=0, augment=False).batch(0)
+    moving = DeviceBatches(
+        flows, spec, batch_size=6, seed=0, augment=False, camera_motion=1.0, camera_speed=3.0
+    )
+    batch = moving.batch(0)
+    inner = np.s_[8:-8, 8:-8]
+    for k in range(6):
+        motion = batch["motion"][k].permute(0, 2, 3, 1).numpy()  # (7, h, w, 2) as (dx, dy)
+        per_frame = motion[(slice(None), *inner)].reshape(7, -1, 2)
+        assert np.abs(per_frame - per_frame.mean(axis=1, keepdims=True)).max() < 0.05
+        offsets = per_frame.mean(axis=1)
+        assert np.abs(offsets - np.round(offsets)).max() < 0.05 and np.abs(offsets[3]).max() < 0.05
+        assert np.abs(offsets).max() >= 1  # a window that was kept moves
+        frames = batch["frames"][k].permute(0, 2, 3, 1).numpy()
+        for t in (0, 6):
+            moved = backward_warp(frames[3], motion[t])
+            assert np.abs(moved[inner] - frames[t][inner]).mean() < 0.01
+    for span in [(0, 5), (3, 40)]:
+        path = moving.camera_path(np.random.default_rng(1), span)
+        assert path.shape == (7, 2) and path.min() == 0
+        assert (path.max(axis=0) <= np.array(span)).all()
+
+
 def test_too_small_clips_are_refused_with_the_crop_named(tmp_path):
     clip = Clip(_frame_folder(tmp_path / "pan", _pan(3, 1, n=8)))
     flows = [ClipFlows.build(clip, tmp_path / "flows", workers=1, progress=False)]

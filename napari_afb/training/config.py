@@ -51,6 +51,11 @@ class DataSection:
     # torch on the training device (training/device_data.py)
     synthesis: str = "workers"
     flow_cache_dir: str = ""  # "": <out_dir>/flow_cache; runs on the same clips may share it
+    # synthesis = "device" only: this fraction of video windows is cut along a random camera
+    # path (about camera_speed px per frame per axis at most), so static-camera clips move as
+    # hand-held footage does (device_data.DeviceBatches)
+    camera_motion: float = 0.0
+    camera_speed: float = 1.5
     val_windows: int = 16
     val_width: int = 320  # 0: validate on crops of `crop` px instead of resized full frames
 
@@ -99,6 +104,15 @@ class TrainConfig:
                 "data.cache_windows is for synthesis = 'workers'; with 'device' the flows are "
                 "cached and every window is new: set cache_windows = 0"
             )
+        if not 0.0 <= d.camera_motion <= 1.0:
+            problems.append(f"data.camera_motion {d.camera_motion}: use a fraction in [0, 1]")
+        elif d.camera_motion > 0 and not 0 < d.camera_speed <= d.max_step_motion:
+            problems.append(
+                f"data.camera_speed {d.camera_speed}: use (0, max_step_motion = "
+                f"{d.max_step_motion}] px per frame"
+            )
+        elif d.camera_motion > 0 and d.synthesis != "device":
+            problems.append("data.camera_motion needs synthesis = 'device'")
         if o.lr <= 0 or o.steps < 1:
             problems.append("optim.lr must be > 0 and optim.steps >= 1")
         if not 0.0 <= o.ema < 1.0:

@@ -169,6 +169,14 @@ class DeviceBatches:
     centre ``spec.crop`` is kept) and a flip / rot90 / time reversal. The frames, flows and
     motion of the augmented windows are exact transforms of the synthesized ones and the
     guidance is recomputed from the transformed flow, as :meth:`.Window.augmented` does.
+
+    ``camera_motion``: the fraction of video windows cut along a random camera path instead of
+    at one place: frame t's crop is shifted by a whole-pixel offset o_t (a velocity, an
+    acceleration and a little shake, up to about ``camera_speed`` px per frame on each axis), so
+    static-camera footage also moves the way hand-held footage does. The flows stay exact: the
+    forward flow of frame t is read at the crop of frame t and gains o_t - o_(t+1), the backward
+    flow is read at the crop of frame t + 1 and gains o_(t+1) - o_t; the synthesis then chains
+    them into the window's motion as for any other window.
     """
 
     def __init__(
@@ -183,6 +191,8 @@ class DeviceBatches:
         stills_only_steps: int = 0,
         augment: bool = True,
         attempts: int = 20,
+        camera_motion: float = 0.0,
+        camera_speed: float = 3.0,
     ):
         if not clips and stills is None:
             raise ValueError("no clips and no stills source: nothing to train on")
@@ -199,6 +209,7 @@ class DeviceBatches:
         self.clips, self.spec, self.batch_size, self.seed = clips, spec, batch_size, seed
         self.stills, self.stills_fraction = stills, stills_fraction
         self.stills_only_steps, self.augment, self.attempts = stills_only_steps, augment, attempts
+        self.camera_motion, self.camera_speed = camera_motion, camera_speed
         self.stats = RejectionStats()
         self._stats_lock = threading.Lock()  # the prefetch thread counts while training reads
         self.device = torch.device("cpu")
@@ -236,15 +247,21 @@ class DeviceBatches:
             for k in rng.choice(len(self.clips), size=want, p=self._p):
                 clip = self.clips[k]
                 t = int(rng.integers(0, clip.length - n + 1))
+                if self.camera_motion > 0 and rng.random() < self.camera_motion:
+                    f, a, b = self._along_path(rng, clip, t)
+                    frames.append(f)
+                    fwd.append(a)
+                    bwd.append(b)
+                    continue
                 y = int(rng.integers(0, clip.height - c + 1))
                 x = int(rng.integers(0, clip.width - c + 1))
                 frames.append(clip.frames[t : t + n, y : y + c, x : x + c])
-                fwd.append(clip.fwd[t : t + n - 1, y : y + c, x : x + c])
-                bwd.append(clip.bwd[t : t + n - 1, y : y + c, x : x + c])
+                fwd.append(clip.fwd[t : t + n - 1, y : y + c, x : x + c].float())
+                bwd.append(clip.bwd[t : t + n - 1, y : y + c, x : x + c].float())
             made = synthesize_batch(
                 self._channels_first(frames),
-                self._channels_first(fwd).float(),
-                self._channels_first(bwd).float(),
+                self._channels_first(fwd),
+                self._channels_first(bwd),
                 spec.synthesis,
                 rng,
                 crop=spec.crop,
@@ -261,6 +278,40 @@ class DeviceBatches:
                 "clips may be too static, too short or full of cuts"
             )
         return [torch.cat(p)[:count] for p in parts]
+
+    def camera_path(self, rng: np.random.Generator, span: tuple[int, int]) -> np.ndarray:
+        """Whole-pixel crop offsets (n, 2) as (y, x), each axis's spread within ``span`` px."""
+        n, s = self.spec.n_frames, self.camera_speed
+        t = np.arange(n) - (n - 1) / 2
+        path = np.empty((n, 2))
+        for axis in range(2):
+            velocity, accel = rng.uniform(-s, s), rng.uniform(-s, s) / 3
+            shake = np.cumsum(rng.normal(0.0, 0.25 * s, n))
+            path[:, axis] = velocity * t + accel * t**2 / 2 + shake - shake[n // 2]
+            spread = np.ptp(path[:, axis])
+            if spread > span[axis]:
+                path[:, axis] *= span[axis] / spread
+        offsets = np.round(path).astype(int)
+        return offsets - offsets.min(axis=0)
+
+    def _along_path(self, rng: np.random.Generator, clip: ClipFlows, t: int):
+        """Frames (n, c, c, 3), forward and backward flows (n - 1, c, c, 2) float32 of a window
+        whose crop follows :meth:`camera_path` from frame ``t`` on."""
+        n, c = self.spec.n_frames, self.spec.crop + 2 * self.spec.margin
+        o = self.camera_path(rng, (clip.height - c, clip.width - c))
+        y = int(rng.integers(0, clip.height - c - o[:, 0].max() + 1))
+        x = int(rng.integers(0, clip.width - c - o[:, 1].max() + 1))
+        at = [(y + oy, x + ox) for oy, ox in o]
+        frames = torch.stack(
+            [clip.frames[t + i, r : r + c, q : q + c] for i, (r, q) in enumerate(at)]
+        )
+        fwd, bwd = [], []
+        for i in range(n - 1):
+            (r0, q0), (r1, q1) = at[i], at[i + 1]
+            step = torch.tensor([q0 - q1, r0 - r1], dtype=torch.float32, device=clip.fwd.device)
+            fwd.append(clip.fwd[t + i, r0 : r0 + c, q0 : q0 + c].float() + step)
+            bwd.append(clip.bwd[t + i, r1 : r1 + c, q1 : q1 + c].float() - step)
+        return frames, torch.stack(fwd), torch.stack(bwd)
 
     def _channels_first(self, items: list[torch.Tensor]) -> torch.Tensor:
         """Crops (T, h, w, C) stacked on the device as (B, T, C, h, w)."""

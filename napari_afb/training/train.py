@@ -175,6 +175,8 @@ def build_data(cfg: TrainConfig, rank: int = 0):
             stills=stills,
             stills_fraction=d.stills_fraction,
             stills_only_steps=d.stills_only_steps,
+            camera_motion=d.camera_motion,
+            camera_speed=d.camera_speed,
         )
         return train, _validation(cfg, stills, rank)
     train = VideoWindows(
