@@ -32,6 +32,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from napari_afb.training.device_data import clip_digest as _sha256  # a file's sha256
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / ".afbclips"
 
@@ -47,14 +49,6 @@ CLIPS = [
         "author": "Blender Foundation (Big Buck Bunny, 2008)",
     },
 ]
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def target(clip: dict, out: Path = OUT) -> Path:
