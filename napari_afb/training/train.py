@@ -422,7 +422,6 @@ def train(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=cfg.optim.steps, initial=step, unit="step", desc="train")
-    ema_state = (lambda: averaged.state_dict()) if averaged is not None else (lambda: None)
 
     def log(record: dict) -> None:
         if rank != 0:
@@ -508,14 +507,14 @@ def train(
                     _export(exported, out / "best.safetensors", cfg, arch_args, best)
                 _plot(log_path, out / "curves.png")
             if step % cfg.checkpoint_every == 0 or step == cfg.optim.steps:
-                _checkpoint(ckpt_path, model, opt, sched, step, best, rank, initial, ema_state())
+                _checkpoint(ckpt_path, model, opt, sched, step, best, rank, initial, averaged)
             if step >= cfg.optim.steps:
                 break
     if hasattr(loader, "close"):
         loader.close()  # device batches: ends the thread that makes them ahead
     del loader  # stops the persistent workers
     if cancelled or timed_out:
-        _checkpoint(ckpt_path, model, opt, sched, step, best, rank, initial, ema_state())
+        _checkpoint(ckpt_path, model, opt, sched, step, best, rank, initial, averaged)
     if bar is not None:
         bar.close()
     result = TrainResult(
@@ -548,11 +547,11 @@ def _agreed(flag: bool, world: int, dev: torch.device) -> bool:
     return bool(value.item())
 
 
-def _checkpoint(path: Path, model, opt, sched, step, best, rank, initial=None, ema=None) -> None:
+def _checkpoint(path: Path, model, opt, sched, step, best, rank, initial=None, averaged=None):
     if rank != 0:
         return
     state = {
-        **({"ema": ema} if ema is not None else {}),
+        **({"ema": averaged.state_dict()} if averaged is not None else {}),
         "model": model.state_dict(),
         "optimizer": opt.state_dict(),
         "scheduler": sched.state_dict(),
