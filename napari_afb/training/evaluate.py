@@ -41,6 +41,7 @@ __all__ = [
     "contact_sheet",
     "evaluate",
     "frame_scores",
+    "mean_psnr",
     "scores",
 ]
 
@@ -102,16 +103,27 @@ def _global_ssim(x: np.ndarray, y: np.ndarray) -> float:
     return float(s.mean())
 
 
-def frame_scores(pred, truth) -> dict[str, float]:
-    """PSNR (dB) and SSIM of (N, H, W, 3) float frames in [0, 1], per frame, averaged over
-    frames. A perfect prediction has PSNR :data:`PSNR_MAX` (100 dB) and SSIM 1."""
+def _frame_pair(pred, truth) -> tuple[np.ndarray, np.ndarray]:
     pred = _as_frames(pred, "pred")
     truth = _as_frames(truth, "truth")
     if pred.shape != truth.shape:
         raise ValueError(f"pred {pred.shape} and truth {truth.shape} differ in shape")
-    psnr = [_psnr(t, p) for p, t in zip(pred, truth)]
+    return pred, truth
+
+
+def mean_psnr(pred, truth) -> float:
+    """PSNR (dB) of (N, H, W, 3) float frames in [0, 1] in strict time order, per frame,
+    averaged over frames: the ``psnr`` of :func:`frame_scores` without the cost of SSIM."""
+    pred, truth = _frame_pair(pred, truth)
+    return float(np.mean([_psnr(t, p) for p, t in zip(pred, truth)]))
+
+
+def frame_scores(pred, truth) -> dict[str, float]:
+    """PSNR (dB) and SSIM of (N, H, W, 3) float frames in [0, 1], per frame, averaged over
+    frames. A perfect prediction has PSNR :data:`PSNR_MAX` (100 dB) and SSIM 1."""
+    pred, truth = _frame_pair(pred, truth)
     ssim = [_ssim(t, p) for p, t in zip(pred, truth)]
-    return {"psnr": float(np.mean(psnr)), "ssim": float(np.mean(ssim))}
+    return {"psnr": mean_psnr(pred, truth), "ssim": float(np.mean(ssim))}
 
 
 def scores(pred, truth) -> dict[str, float]:
