@@ -13,11 +13,13 @@ from torch import nn
 from .decomposer import MotionUNet
 from .deconv import MotionDeconv
 from .predictor import GuidanceNet
+from .refine import MotionRefine
 
 #: name -> (class, role). The role says what a weights file of that architecture is for.
 REGISTRY: dict[str, tuple[type[nn.Module], str]] = {
     "motion_unet": (MotionUNet, "decomposer"),
     "motion_deconv": (MotionDeconv, "decomposer"),
+    "motion_refine": (MotionRefine, "decomposer"),
     "guidance_net": (GuidanceNet, "predictor"),
 }
 
@@ -53,4 +55,13 @@ def role_of(name: str) -> str:
     return _entry(name)[1]
 
 
-__all__ = ["REGISTRY", "GuidanceNet", "MotionDeconv", "MotionUNet", "build", "rebuild", "role_of"]
+__all__ = [
+    "REGISTRY",
+    "GuidanceNet",
+    "MotionDeconv",
+    "MotionRefine",
+    "MotionUNet",
+    "build",
+    "rebuild",
+    "role_of",
+]
