@@ -113,7 +113,9 @@ def test_size_must_match_the_stride():
 def test_registry_names_and_errors():
     assert models.role_of("motion_unet") == "decomposer"
     assert models.role_of("guidance_net") == "predictor"
-    with pytest.raises(ValueError, match="known: guidance_net, motion_deconv, motion_refine, motion_unet"):
+    with pytest.raises(
+        ValueError, match="known: guidance_net, motion_deconv, motion_refine, motion_unet"
+    ):
         models.build("resnet9000")
     with pytest.raises(ValueError, match="bad arguments"):
         models.build("motion_unet", depth=3)
