@@ -57,6 +57,17 @@ def _onehot(labels: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.one_hot(labels, 5).permute(0, 3, 1, 2).float()
 
 
+def assert_tiles_agree(model, rgb, guidance, **tiling) -> None:
+    """The model's frames, tiled with ``tiling`` (engine.decompose_iter's tile and overlap),
+    are its whole-image frames within one uint8 level, and those differ from the input."""
+    image = rgb.astype(np.float32) / 255
+    run = engine.run
+    whole = run(engine.decompose_iter(image, guidance, model=model, device=CPU, tile=0))
+    tiled = run(engine.decompose_iter(image, guidance, model=model, device=CPU, **tiling))
+    assert np.abs(whole - image[None]).mean() > 0.005
+    assert np.abs(whole - tiled).max() < 1.5 / 255
+
+
 # ------------------------------------------------------------------------------------- network
 
 
@@ -138,14 +149,7 @@ def test_tiled_and_untiled_results_agree(rgb_image, random_guidance, tile, overl
     reach give what the whole image gives (within one uint8 level)."""
     model = _perturbed(3, motion_scale=1.0)
     guidance = random_guidance(rgb_image.shape[:2])
-    image = rgb_image.astype(np.float32) / 255
-    run = engine.run
-    whole = run(engine.decompose_iter(image, guidance, model=model, device=CPU, tile=0))
-    tiled = run(
-        engine.decompose_iter(image, guidance, model=model, device=CPU, tile=tile, overlap=overlap)
-    )
-    assert np.abs(whole - image[None]).mean() > 0.005
-    assert np.abs(whole - tiled).max() < 1.5 / 255
+    assert_tiles_agree(model, rgb_image, guidance, tile=tile, overlap=overlap)
 
 
 # ---------------------------------------------------------------------------- motion targets
@@ -458,13 +462,7 @@ def test_tiles_agree_with_blur_cues(rgb_image, random_guidance):
     with torch.no_grad():
         model.stem.weight[:, -10:].normal_(0.0, 0.3)
     big = np.tile(rgb_image, (2, 2, 1))  # 394 x 446
-    guidance = random_guidance(big.shape[:2])
-    image = big.astype(np.float32) / 255
-    run = engine.run
-    whole = run(engine.decompose_iter(image, guidance, model=model, device=CPU, tile=0))
-    tiled = run(engine.decompose_iter(image, guidance, model=model, device=CPU, tile=288))
-    assert np.abs(whole - image[None]).mean() > 0.005
-    assert np.abs(whole - tiled).max() < 1.5 / 255
+    assert_tiles_agree(model, big, random_guidance(big.shape[:2]), tile=288)
 
 
 def test_a_downsampled_trunk_sees_the_image_at_lower_resolution():
@@ -496,14 +494,7 @@ def test_a_downsampled_trunk_sees_the_image_at_lower_resolution():
 def test_tiles_agree_with_a_downsampled_trunk(rgb_image, random_guidance):
     model = _perturbed(7, motion_scale=1.0, downsample=2)
     guidance = random_guidance(rgb_image.shape[:2])
-    image = rgb_image.astype(np.float32) / 255
-    run = engine.run
-    whole = run(engine.decompose_iter(image, guidance, model=model, device=CPU, tile=0))
-    tiled = run(
-        engine.decompose_iter(image, guidance, model=model, device=CPU, tile=160, overlap=64)
-    )
-    assert np.abs(whole - image[None]).mean() > 0.005
-    assert np.abs(whole - tiled).max() < 1.5 / 255
+    assert_tiles_agree(model, rgb_image, guidance, tile=160, overlap=64)
 
 
 def test_convert_decomposer_moves_a_weights_file_to_half_resolution(tmp_path):

@@ -7,13 +7,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_deconv import SMALL, _onehot, _perturbed, _photo
+from test_deconv import SMALL, _onehot, _perturbed, _photo, assert_tiles_agree
 
-from napari_afb import engine, models
+from napari_afb import models
 from napari_afb.models.refine import MotionRefine, with_refiner
 from napari_afb.weights import load_weights, save_weights
 
-CPU = torch.device("cpu")
 REFINE = {"refine_widths": [8, 16], "refine_blocks": [1, 1], "refine_iters": 3}
 
 
@@ -69,13 +68,7 @@ def test_tiles_agree_with_a_refiner(rgb_image, random_guidance):
     give the whole image."""
     _, grown, _ = _grown(2)
     big = np.tile(rgb_image, (2, 2, 1))  # 394 x 446
-    guidance = random_guidance(big.shape[:2])
-    image = big.astype(np.float32) / 255
-    run = engine.run
-    whole = run(engine.decompose_iter(image, guidance, model=grown, device=CPU, tile=0))
-    tiled = run(engine.decompose_iter(image, guidance, model=grown, device=CPU, tile=288))
-    assert np.abs(whole - image[None]).mean() > 0.005
-    assert np.abs(whole - tiled).max() < 1.5 / 255
+    assert_tiles_agree(grown, big, random_guidance(big.shape[:2]), tile=288)
 
 
 def test_weights_files_and_the_conversion_carry_the_refiner(tmp_path):
