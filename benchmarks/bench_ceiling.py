@@ -63,12 +63,10 @@ def motions(window, net: np.ndarray | None) -> dict[str, tuple[np.ndarray, dict]
         described["network's directions, true lengths"] = with_lengths(net, true)
         described["true directions, network's lengths"] = with_lengths(true, net)
     rows = {f"warp: {k}": (v, warp) for k, v in described.items()}
-    for k in ("true motion", "quadratic in time, per pixel", "straight line, per pixel"):
-        rows[f"deconv: {k}"] = (described[k], deconv)
-    for k in ("one trajectory per 32 px tile", "true, 20 % shorter", "true, 20 % longer"):
-        rows[f"deconv: {k}"] = (described[k], deconv)
-    if net is not None:
-        rows["deconv: network"] = (net, deconv)
+    deconvolved = ["true motion", "quadratic in time, per pixel", "straight line, per pixel"]
+    deconvolved += ["one trajectory per 32 px tile", "true, 20 % shorter", "true, 20 % longer"]
+    deconvolved += ["network"] if net is not None else []
+    rows.update({f"deconv: {k}": (described[k], deconv) for k in deconvolved})
     return rows
 
 

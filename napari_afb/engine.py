@@ -318,19 +318,26 @@ def _decompose_tiles(
     return out
 
 
-def _run_tile(rgb, labels, model, device, amp) -> np.ndarray:
-    """(h, w, 3) float, (h, w) labels -> (N, h, w, 3) float32 frames."""
-    h, w = labels.shape
-    x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None].to(device)
+def model_inputs(rgb, labels, model, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(h, w, 3) float image and (h, w) labels -> the (1, 3, H, W) image and (1, G, H, W)
+    one-hot guidance a decomposer takes, on ``device``, padded to the model's stride (crop
+    its outputs back to h x w)."""
+    x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1), np.float32))[None]
     lab = torch.from_numpy(np.ascontiguousarray(labels)).to(device=device, dtype=torch.long)
     g = F.one_hot(lab, N_CLASSES).permute(2, 0, 1)[None].to(torch.float32)
     stride = int(getattr(model, "stride", 1))
+    return _pad_to(x.to(device), stride), _pad_to(g, stride)
+
+
+def _run_tile(rgb, labels, model, device, amp) -> np.ndarray:
+    """(h, w, 3) float, (h, w) labels -> (N, h, w, 3) float32 frames."""
+    h, w = labels.shape
     try:
         with (
             torch.inference_mode(),
             torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None),
         ):
-            y = model(_pad_to(x, stride), _pad_to(g, stride))
+            y = model(*model_inputs(rgb, labels, model, device))
         y = y[0, :, :, :h, :w].float().permute(0, 2, 3, 1).cpu().numpy()
     except RuntimeError as exc:
         if _is_oom(exc):

@@ -111,10 +111,7 @@ def with_refiner(model: MotionDeconv, seed: int = 0, **arch_args) -> tuple[Motio
     model and its full arguments (for the weights file)."""
     if isinstance(model, MotionRefine):
         raise ValueError("the model already has a refiner")
-    arch_args = {
-        **{k: list(v) if isinstance(v, tuple) else v for k, v in REFINE_DEFAULTS.items()},
-        **arch_args,
-    }
+    arch_args = {**REFINE_DEFAULTS, **arch_args}
     torch.manual_seed(seed)
     grown = MotionRefine(**arch_args)
     missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)

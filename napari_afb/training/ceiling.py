@@ -107,13 +107,8 @@ def network_motion(model: torch.nn.Module, blurry: np.ndarray, guidance: np.ndar
     """The per-frame motion a ``motion_deconv`` ``model`` (on the CPU) predicts for ``blurry``
     (H, W, 3) float in [0, 1] and its ``guidance`` (H, W) labels: (N, H, W, 2), the image
     padded to the model's stride and the motion cropped back."""
-    from ..engine import _pad_to
-    from ..guidance import N_CLASSES
+    from ..engine import model_inputs
 
     h, w = guidance.shape
-    image = torch.from_numpy(np.ascontiguousarray(blurry.transpose(2, 0, 1), np.float32))[None]
-    labels = torch.from_numpy(np.ascontiguousarray(guidance)).long()
-    onehot = F.one_hot(labels, N_CLASSES).permute(2, 0, 1)[None].float()
-    stride = int(getattr(model, "stride", 1))
-    motion = model.predict_motion(_pad_to(image, stride), _pad_to(onehot, stride))
+    motion = model.predict_motion(*model_inputs(blurry, guidance, model, torch.device("cpu")))
     return motion[0, :, :, :h, :w].permute(0, 2, 3, 1).numpy().copy()
