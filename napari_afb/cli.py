@@ -526,7 +526,8 @@ def _info(args) -> int:
             continue
         _, info = load_weights(path)
         status = info.metrics.get("status")
-        print(f"default {role} weights: {path}" + (f"\n  status: {status}" if status else ""))
+        kind = " (provisional, CPU-trained)" if info.metrics.get("provisional") else ""
+        print(f"default {role} weights{kind}: {path}" + (f"\n  status: {status}" if status else ""))
         print(json.dumps(info.__dict__, indent=2, default=str) + "\n")
     return EXIT_OK
 
