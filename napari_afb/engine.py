@@ -8,27 +8,22 @@ that sum to one, and the blend is accumulated one row of tiles at a time.
 
 from __future__ import annotations
 
-import time
 import warnings
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .guidance import N_CLASSES, check_guidance
-from .images import ImageLayout, to_rgb_float
+from .images import alloc_output, store_rows, to_rgb_float
+from .jobs import Cancelled, Progress, drive, run, run_with_bar  # noqa: F401 (re-exported)
 
 # Measured on a 2-core CPU (1024x1024 input): 512-px tiles 4.4 s/MP, 768 px 5.4, 1024 px 6.6:
 # smaller tiles stay in cache even though the overlap makes them process 1.56x the pixels.
 DEFAULT_TILE = {"cpu": 512, "cuda": 2048, "mps": 1024}
 DEFAULT_OVERLAP = 128
 MIN_TILE = 128
-
-
-class Cancelled(Exception):
-    """The run was cancelled; nothing was returned or written."""
 
 
 class DeviceError(RuntimeError):
@@ -48,15 +43,6 @@ def _with_cli_message(exc: BaseException, cli_message: str) -> BaseException:
     prints ``exc.cli_message`` where there is one."""
     exc.cli_message = cli_message
     return exc
-
-
-@dataclass(frozen=True)
-class Progress:
-    """Progress of a run: ``done`` of ``total`` steps, and what is happening."""
-
-    done: int
-    total: int
-    message: str = ""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -138,29 +124,6 @@ def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype
 
 # ---------------------------------------------------------------------------------------------
 # Images in and out
-
-
-def _alloc_output(n: int, h: int, w: int, layout: ImageLayout) -> np.ndarray:
-    shape = (n, h, w) if layout.channels == 0 else (n, h, w, layout.channels)
-    return np.empty(shape, dtype=layout.dtype)
-
-
-def _store(out: np.ndarray, y0: int, rgb: np.ndarray, layout: ImageLayout, alpha) -> None:
-    """Write float RGB rows (N, h, W, 3) into the output at row y0, in the user's layout."""
-    h = rgb.shape[1]
-    if layout.channels in (0, 1):
-        vals = rgb.mean(axis=-1)  # grey in, grey out: the three channels carry one signal
-        if layout.channels == 1:
-            vals = vals[..., None]
-    else:
-        vals = rgb
-    if layout.scale != 1.0:
-        vals = np.rint(np.clip(vals, 0, 1) * np.float32(layout.scale))
-    if layout.channels == 4:
-        out[:, y0 : y0 + h, :, :3] = vals
-        out[:, y0 : y0 + h, :, 3] = alpha[None, y0 : y0 + h]
-    else:
-        out[:, y0 : y0 + h] = vals
 
 
 # ---------------------------------------------------------------------------------------------
@@ -294,7 +257,7 @@ def _decompose_tiles(
     h, w = rgb.shape[:2]
     ys, xs = tile_starts(h, tile, overlap), tile_starts(w, tile, overlap)
     total = len(ys) * len(xs)
-    out = _alloc_output(n_frames, h, w, layout)
+    out = alloc_output(n_frames, h, w, layout)
     carry = None  # blended rows shared with the next row of tiles
     done = 0
     for iy, y0 in enumerate(ys):
@@ -313,7 +276,7 @@ def _decompose_tiles(
             done += 1
             yield Progress(done, total, f"tile {done} of {total}")
         final = ys[iy + 1] - y0 if iy + 1 < len(ys) else y1 - y0
-        _store(out, y0, band[:, :final], layout, alpha)
+        store_rows(out, y0, band[:, :final], layout, alpha)
         carry = band[:, final:].copy() if final < band.shape[1] else None
     return out
 
@@ -368,63 +331,3 @@ def _tile_too_small(asked_tile: int, asked_overlap: int, overlap: int, stride: i
         f"--tile {asked_tile} {why}; use --tile {least} or more, --tile 0 for the whole image "
         f"at once, or a smaller --overlap",
     )
-
-
-def run(gen: Generator[Progress, None, np.ndarray], progress=None):
-    """Drive a work generator to its end; ``progress`` (a callable) receives each Progress.
-    An exception raised outside the generator (in ``progress``, a signal handler, Ctrl-C)
-    closes it at once, so its clean-up (e.g. removing a half-written file) runs now."""
-    try:
-        while True:
-            p = next(gen)
-            if progress is not None:
-                progress(p)
-    except StopIteration as stop:
-        return stop.value
-    finally:
-        gen.close()
-
-
-def drive(gen, progress=False, *, desc: str, unit: str):
-    """Run a job's generator to its result: ``progress`` True shows a bar on stderr, a callable
-    receives each Progress, anything false runs silently."""
-    if progress is True:
-        return run_with_bar(gen, desc=desc, unit=unit)
-    return run(gen, progress or None)
-
-
-def run_with_bar(gen: Generator[Progress, None, object], *, desc: str, unit: str):
-    """Drive a work generator with a tqdm progress bar; messages without a count (model
-    loading, an out-of-memory retry) are printed.
-
-    The bar appears at the first counted step, which a generator reports only once that step's
-    work is done. Its clock is set back to when that work began (the start, or the last message
-    without a count), so the first rate shown is a measured one, not one step in no time
-    (which tqdm showed as some 100000 tiles/s), and the elapsed time includes the first step.
-    """
-    from tqdm.auto import tqdm
-
-    bar = None
-    began = time.monotonic()  # when the counted work began
-
-    def update(p: Progress) -> None:
-        nonlocal bar, began
-        if p.total:
-            if bar is None or bar.total != p.total or p.done < bar.n:  # first count, or a retry
-                if bar is None:
-                    bar = tqdm(total=p.total, unit=unit, desc=desc)
-                else:
-                    bar.reset(total=p.total)
-                if not bar.disable:  # (a disabled bar, TQDM_DISABLE=1, keeps no clock)
-                    bar.start_t -= time.monotonic() - began
-            bar.n = p.done
-            bar.refresh()
-        elif p.message:
-            (bar.write if bar is not None else print)(p.message)
-            began = time.monotonic()
-
-    try:
-        return run(gen, update)
-    finally:
-        if bar is not None:
-            bar.close()

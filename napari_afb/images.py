@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["ImageLayout", "to_rgb_float"]
+__all__ = ["ImageLayout", "alloc_output", "store_rows", "to_rgb_float"]
 
 
 @dataclass(frozen=True)
@@ -62,3 +62,26 @@ def to_rgb_float(image) -> tuple[np.ndarray, np.ndarray | None, ImageLayout]:
         rgb = np.repeat(rgb, 3, axis=2)
     rgb = rgb.astype(np.float32) / np.float32(scale)
     return np.clip(rgb, 0.0, 1.0, out=rgb), alpha, layout
+
+
+def alloc_output(n: int, h: int, w: int, layout: ImageLayout) -> np.ndarray:
+    shape = (n, h, w) if layout.channels == 0 else (n, h, w, layout.channels)
+    return np.empty(shape, dtype=layout.dtype)
+
+
+def store_rows(out: np.ndarray, y0: int, rgb: np.ndarray, layout: ImageLayout, alpha) -> None:
+    """Write float RGB rows (N, h, W, 3) into the output at row y0, in the user's layout."""
+    h = rgb.shape[1]
+    if layout.channels in (0, 1):
+        vals = rgb.mean(axis=-1)  # grey in, grey out: the three channels carry one signal
+        if layout.channels == 1:
+            vals = vals[..., None]
+    else:
+        vals = rgb
+    if layout.scale != 1.0:
+        vals = np.rint(np.clip(vals, 0, 1) * np.float32(layout.scale))
+    if layout.channels == 4:
+        out[:, y0 : y0 + h, :, :3] = vals
+        out[:, y0 : y0 + h, :, 3] = alpha[None, y0 : y0 + h]
+    else:
+        out[:, y0 : y0 + h] = vals
