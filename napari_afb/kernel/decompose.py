@@ -1,0 +1,332 @@
+"""The blur-kernel engine's jobs: estimate blur paths, deconvolve, make the frames.
+
+Each job is a generator that yields :class:`~napari_afb.jobs.Progress` and returns its result,
+like the learned engine's, so the API, the CLI and napari drive both the same way.
+
+The steps (measurements behind the defaults: ../shared/design/KERNEL_NOTES.md):
+1. paths: the user's (drawn), or estimated blindly per moving region at reduced scale, on the
+   most textured window of at most :data:`ESTIMATE_SIDE` px; time order from the stroke, else
+   from the guidance labels of the region, else unknown (the reversed frames are as plausible);
+2. the latent sharp image per path by non-blind deconvolution in gamma space, strength from the
+   noise level unless given;
+3. checks that back off instead of hurting: no blur found, a kernel that is not a clean path,
+   a result that rings (values far outside [0, 1]);
+4. frame i = the latent moved by the path's mean offset in the i-th N-th of the exposure, per
+   region (soft masks), static pixels kept from the input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from ..guidance import check_guidance
+from ..images import alloc_output, store_rows, to_rgb_float
+from ..jobs import Cancelled, Progress
+from . import regions
+from .blind import estimate_kernel
+from .deconv import PRIORS, deconvolve
+from .paths import BlurPath, as_paths, mass_near_path, path_from_kernel
+
+__all__ = ["KernelResult", "decompose_iter", "estimate_paths_iter", "auto_strength"]
+
+DEFAULT_BOUND = 51  # px: KERNEL_NOTES: a bound of 1.5-2x the true blur works, 3x fails
+ESTIMATE_SCALE_BOUND = 25  # the kernel bound, in px at the estimation scale
+ESTIMATE_SIDE = 640  # px: the largest window estimated on, at the estimation scale
+MIN_REGION = 64 * 64  # px: smaller moving regions are not estimated on their own
+NO_BLUR = 2.5  # px: a kernel shorter than this is "no blur"
+MIN_PATH_MASS = 0.55  # KERNEL_NOTES: below this share of mass near its path a kernel failed
+MAX_OVERSHOOT = 0.03  # share of latent values beyond [-0.1, 1.1] that says "this rings"
+SPACES = ("gamma", "linear")
+
+
+@dataclass
+class KernelResult:
+    """What the blur-kernel engine made: frames (N, H, W[, C]) in the input's layout, the sharp
+    latent image (H, W, 3) float32, the paths used (time-ordered), and notes for the user (a
+    back-off, an unknown time order)."""
+
+    frames: np.ndarray
+    latent: np.ndarray
+    paths: list[BlurPath]
+    strength: float
+    notes: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------
+# Strength
+
+
+def noise_sigma(grey: np.ndarray) -> float:
+    """Standard deviation of white noise in a grey image (Immerkaer 1996: a Laplacian-difference
+    mask cancels smooth content, the mean absolute response measures the noise), on a central
+    window of at most 1024 px."""
+    h, w = grey.shape
+    y0, x0 = max(0, (h - 1024) // 2), max(0, (w - 1024) // 2)
+    g = grey[y0 : y0 + 1024, x0 : x0 + 1024].astype(np.float32)
+    if min(g.shape) < 3:
+        return 0.0
+    m = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
+    r = cv2.filter2D(g, -1, m)[1:-1, 1:-1]
+    return float(np.sqrt(np.pi / 2) * np.abs(r).mean() / 6)
+
+
+def auto_strength(rgb: np.ndarray) -> float:
+    """The deconvolution weight for an image: about 0.25 / sigma^2 for its noise level sigma,
+    within [150, 3000] (2000 for the plate, KERNEL_NOTES: 300-600 for a noisy street photo)."""
+    sigma = noise_sigma(rgb.mean(axis=-1))
+    return float(np.clip(0.25 / max(sigma, 1e-4) ** 2, 150.0, 3000.0))
+
+
+# ---------------------------------------------------------------------------------------------
+# Estimation
+
+
+def _estimation_regions(labels: np.ndarray | None, shape) -> list[np.ndarray | None]:
+    """Masks of the regions to estimate a path for: each large connected moving region, or the
+    whole image (None) when the guidance is absent or shows no large moving region."""
+    if labels is None or not (labels > 0).any():
+        return [None]
+    from scipy import ndimage
+
+    comp, n = ndimage.label(labels > 0, structure=np.ones((3, 3)))
+    sizes = np.bincount(comp.ravel(), minlength=n + 1)[1:]
+    big = [i + 1 for i in np.argsort(-sizes) if sizes[i] >= MIN_REGION]
+    if not big:
+        return [labels > 0]
+    return [comp == c for c in big[:4]]
+
+
+def _best_window(grey: np.ndarray, mask: np.ndarray | None, side: int) -> tuple[int, int]:
+    """Top-left (y, x) of the side x side window with the most gradient energy inside mask."""
+    h, w = grey.shape
+    if h <= side and w <= side:
+        return 0, 0
+    energy = np.abs(np.diff(grey, axis=0, append=grey[-1:])) + np.abs(
+        np.diff(grey, axis=1, append=grey[:, -1:])
+    )
+    if mask is not None:
+        energy = energy * mask
+    f = max(1, min(h, w) // 128)
+    small = cv2.resize(energy, (max(1, w // f), max(1, h // f)), interpolation=cv2.INTER_AREA)
+    sh, sw = min(side, h) // f, min(side, w) // f
+    box = cv2.boxFilter(small, -1, (sw, sh), normalize=False, anchor=(0, 0))
+    box = box[: small.shape[0] - sh + 1, : small.shape[1] - sw + 1]
+    y, x = np.unravel_index(np.argmax(box), box.shape)
+    return int(min(y * f, h - min(side, h))), int(min(x * f, w - min(side, w)))
+
+
+def estimate_paths_iter(
+    rgb: np.ndarray,
+    labels: np.ndarray | None = None,
+    *,
+    kernel_bound: int = DEFAULT_BOUND,
+    cancel: Callable[[], bool] | None = None,
+) -> Generator[Progress, None, tuple[list[BlurPath], list[str]]]:
+    """Estimate one blur path per moving region of an (H, W, 3) float image (gamma space).
+
+    Returns (paths, notes): a region whose kernel is no blur or fails the path check gets no
+    path and a note saying why. Paths are time-ordered by the region's guidance labels when
+    there are any.
+    """
+    bound = _check_bound(kernel_bound)
+    h, w = rgb.shape[:2]
+    f = min(1.0, ESTIMATE_SCALE_BOUND / bound)
+    small = rgb if f == 1 else cv2.resize(rgb, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
+    grey = small.mean(axis=-1)
+    sh, sw = grey.shape
+    masks = _estimation_regions(labels, (h, w))
+    paths, notes = [], []
+    for r, mask in enumerate(masks):
+        msmall = None
+        if mask is not None:
+            msmall = cv2.resize(mask.astype(np.uint8), (sw, sh), interpolation=cv2.INTER_NEAREST)
+            msmall = msmall > 0
+        y0, x0 = _best_window(grey, msmall, ESTIMATE_SIDE)
+        win = (slice(y0, y0 + ESTIMATE_SIDE), slice(x0, x0 + ESTIMATE_SIDE))
+        where = "the image" if mask is None else f"region {r + 1}"
+        if min(small[win].shape[:2]) < 16:
+            notes.append(f"{where} is too small to estimate a blur path on; it keeps the input")
+            continue
+        k = estimate_kernel(
+            small[win],
+            max(5, int(round(bound * f)) | 1),
+            mask=None if msmall is None else msmall[win],
+            cancel=cancel,
+        )
+        if k is None:
+            raise Cancelled("cancelled while estimating the blur path")
+        yield Progress(r + 1, len(masks), f"estimated the blur path of {where}")
+        # the path's place: the centre of the region (or of the image)
+        if mask is None:
+            origin = ((w - 1) / 2, (h - 1) / 2)
+        else:
+            ys, xs = np.nonzero(mask)
+            origin = (float(xs.mean()), float(ys.mean()))
+        coarse = path_from_kernel(k, (0.0, 0.0))
+        clean = mass_near_path(coarse)
+        length = coarse.extent() / f
+        if length < NO_BLUR:
+            notes.append(f"no blur found in {where} (under {NO_BLUR} px); it keeps the input")
+            continue
+        if clean < MIN_PATH_MASS:
+            notes.append(
+                f"the blur path estimated for {where} is not a clean trajectory ({clean:.0%} of "
+                f"its mass near the path, under {MIN_PATH_MASS:.0%}); it keeps the input. Draw "
+                f"the path instead, or try another kernel bound"
+            )
+            continue
+        full = _upscale_kernel(k, 1 / f) if f < 1 else k
+        path = path_from_kernel(full, origin)
+        path = regions.orient(path, regions.dominant_direction(labels, _or_all(mask, (h, w))))
+        paths.append(path)
+    return paths, notes
+
+
+def _or_all(mask, shape):
+    return np.ones(shape, bool) if mask is None else mask
+
+
+def _upscale_kernel(k: np.ndarray, factor: float) -> np.ndarray:
+    size = int(round(k.shape[0] * factor)) | 1
+    out = cv2.resize(k, (size, size), interpolation=cv2.INTER_CUBIC)
+    out = np.maximum(out, 0)
+    out[out < 0.02 * out.max()] = 0
+    return (out / out.sum()).astype(np.float32)
+
+
+def _check_bound(bound) -> int:
+    b = int(bound)
+    if b != bound or b < 3:
+        raise ValueError(f"the kernel bound must be a whole number of pixels >= 3, got {bound!r}")
+    return b | 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Decomposition
+
+
+def _shift(img: np.ndarray, dx: float, dy: float) -> np.ndarray:
+    """img moved by (dx, dy) px (content at x goes to x + (dx, dy)), bicubic, edges reflected."""
+    m = np.array([[1, 0, dx], [0, 1, dy]], np.float64)
+    h, w = img.shape[:2]
+    return cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT101)
+
+
+def _to_space(rgb, space):
+    if space == "linear":
+        from ..samples import srgb_to_linear
+
+        return srgb_to_linear(rgb)
+    return rgb
+
+
+def _from_space(x, space):
+    if space == "linear":
+        from ..samples import linear_to_srgb
+
+        return linear_to_srgb(x)
+    return x
+
+
+def decompose_iter(
+    image,
+    guidance=None,
+    paths=None,
+    *,
+    n_frames: int = 7,
+    kernel_bound: int = DEFAULT_BOUND,
+    strength: float | str = "auto",
+    prior: str = "hyper-laplacian",
+    space: str = "gamma",
+    cancel: Callable[[], bool] | None = None,
+) -> Generator[Progress, None, KernelResult]:
+    """Decompose a blurry image with the blur-kernel engine (see the module's docstring).
+
+    ``paths``: drawn paths (anything :func:`~napari_afb.kernel.paths.as_paths` takes); None
+    estimates them. ``strength``: the deconvolution weight, or "auto" from the noise level.
+    """
+    if int(n_frames) != n_frames or n_frames < 1:
+        raise ValueError(f"n_frames must be a positive whole number, got {n_frames!r}")
+    if prior not in PRIORS:
+        raise ValueError(f"prior must be one of {', '.join(PRIORS)}, not {prior!r}")
+    if space not in SPACES:
+        raise ValueError(f"space must be 'gamma' or 'linear', not {space!r}")
+    rgb, alpha, layout = to_rgb_float(image)
+    h, w = rgb.shape[:2]
+    labels = None if guidance is None else check_guidance(guidance, shape=(h, w))
+    bound = _check_bound(kernel_bound)
+    notes: list[str] = []
+    given = as_paths(paths)
+    for i, p in enumerate(given):
+        if p.extent() > bound:
+            raise ValueError(
+                f"blur path {i + 1} spans {p.extent():.0f} px, longer than the kernel bound of "
+                f"{bound} px allows: raise the bound (kernel_bound / --kernel-bound) or check "
+                f"the path's coordinates"
+            )
+    if given:
+        used = given
+    else:
+        yield Progress(0, 0, "estimating the blur path...")
+        used, notes = yield from estimate_paths_iter(rgb, labels, kernel_bound=bound, cancel=cancel)
+        if used and (labels is None or not (labels > 0).any()):
+            notes.append(
+                "the time order is unknown without guidance: the reversed frames are as "
+                "plausible (paint the guidance, or draw the path from start to end)"
+            )
+    weight = auto_strength(rgb) if strength == "auto" else float(strength)
+    if not weight > 0:
+        raise ValueError(f"strength must be a positive number or 'auto', got {strength!r}")
+
+    owner = regions.assign(used, labels, (h, w)) if used else np.full((h, w), -1, np.int32)
+    work = _to_space(rgb, space)
+    latents = []
+    total = len(used) * 3 + n_frames
+    done = 0
+    for i, p in enumerate(used):
+        planes = []
+        for c in range(3):
+            plane = deconvolve(work[..., c], p.render(), weight=weight, prior=prior, cancel=cancel)
+            if plane is None:
+                raise Cancelled("cancelled during the deconvolution")
+            planes.append(plane)
+            done += 1
+            yield Progress(done, total, f"deconvolving along path {i + 1} of {len(used)}")
+        lat = _from_space(np.stack(planes, axis=-1), space)
+        region = owner == i
+        vals = lat[region]
+        overshoot = float(np.mean((vals < -0.1) | (vals > 1.1))) if vals.size else 0.0
+        if overshoot > MAX_OVERSHOOT:
+            notes.append(
+                f"the deconvolution along path {i + 1} rings ({overshoot:.1%} of its values far "
+                f"outside the range); that region keeps the input. Lower the strength, or check "
+                f"the path"
+            )
+            owner[region] = -1
+            lat = None
+        latents.append(None if lat is None else np.clip(lat, 0, 1, out=lat))
+    feather = max(2.0, 0.25 * max((p.extent() for p in used), default=0.0))
+    masks = regions.soft_masks(owner, len(used), feather)
+    offsets = [p.frame_offsets(n_frames) for p in used]
+    out = alloc_output(n_frames, h, w, layout)
+    latent = masks[-1][..., None] * rgb
+    for i, lat in enumerate(latents):
+        if lat is not None:
+            latent += masks[i][..., None] * lat
+    for t in range(n_frames):
+        if cancel is not None and cancel():
+            raise Cancelled(f"cancelled after {t} of {n_frames} frames")
+        frame = masks[-1][..., None] * rgb
+        for i, lat in enumerate(latents):
+            if lat is not None:
+                frame += masks[i][..., None] * _shift(lat, *offsets[i][t])
+        store_rows(out[t : t + 1], 0, frame[None], layout, alpha)
+        done += 1
+        yield Progress(done, total, f"frame {t + 1} of {n_frames}")
+    if not any(lat is not None for lat in latents):
+        notes.append("nothing was deblurred: the frames are copies of the input")
+    return KernelResult(out, latent, used, weight, notes)

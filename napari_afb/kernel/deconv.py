@@ -1,0 +1,149 @@
+"""Non-blind deconvolution with FFTs: Wiener (Tikhonov on gradients), total variation and a
+hyper-Laplacian prior (half-quadratic splitting, after Krishnan & Fergus 2009).
+
+Images are (H, W) float32 planes. The borders are made periodic by a smooth wrap-around pad
+(:func:`periodic_pad`) so that the FFT's circular convolution does not ring at the edges.
+scipy's FFTs in float32 with all cores: about 2x faster than numpy's on 2 cores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import scipy.fft as sfft
+
+__all__ = ["deconvolve", "periodic_pad", "PRIORS"]
+
+PRIORS = ("hyper-laplacian", "tv", "wiener")
+_WORKERS = -1
+
+
+def periodic_pad(img: np.ndarray, pad: int) -> np.ndarray:
+    """(H, W) -> (H', W') with H' >= H + pad, W' >= W + pad (sizes the FFT is fast at): the
+    image at the top left, and after it on each axis a smooth crossing from the image's far edge
+    back to its near edge (two mirror images blended with a cosine), so that the result, seen as
+    periodic, has no seam."""
+    out = img
+    for axis in (0, 1):
+        n = out.shape[axis]
+        total = sfft.next_fast_len(n + max(pad, 2), real=True)
+        gap = total - n
+        d = np.arange(gap)
+        from_end = np.clip(n - 1 - d, 0, n - 1)  # mirror of the far edge, going outwards
+        from_start = np.clip(gap - 1 - d, 0, n - 1)  # mirror of the near edge, coming back
+        w = (0.5 * (1 + np.cos(np.pi * (d + 0.5) / gap))).astype(np.float32)
+        shape = [1, 1]
+        shape[axis] = gap
+        w = w.reshape(shape)
+        a = np.take(out, from_end, axis=axis)
+        b = np.take(out, from_start, axis=axis)
+        out = np.concatenate([out, w * a + (1 - w) * b], axis=axis)
+    return out
+
+
+def kernel_otf(kernel: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """The kernel's transfer function for rfft2 of ``shape`` (its centre at the origin)."""
+    k = np.zeros(shape, dtype=np.float32)
+    r = kernel.shape[0] // 2
+    k[: kernel.shape[0], : kernel.shape[1]] = kernel
+    k = np.roll(k, (-r, -r), axis=(0, 1))
+    return sfft.rfft2(k, workers=_WORKERS)
+
+
+def _gradient_otfs(shape: tuple[int, int]):
+    """Transfer functions of the forward differences x[j+1] - x[j] along x and along y."""
+    h, w = shape
+    fx = (np.exp(2j * np.pi * np.arange(w // 2 + 1) / w) - 1).astype(np.complex64)[None, :]
+    fy = (np.exp(2j * np.pi * np.arange(h) / h) - 1).astype(np.complex64)[:, None]
+    return fx, fy
+
+
+def _grad(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Circular forward differences (what :func:`_gradient_otfs` describes)."""
+    gx = np.roll(x, -1, axis=1)
+    gx -= x
+    gy = np.roll(x, -1, axis=0)
+    gy -= x
+    return gx, gy
+
+
+def _grad_adjoint(gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
+    """The adjoint of :func:`_grad`."""
+    out = np.roll(gx, 1, axis=1)
+    out -= gx
+    out += np.roll(gy, 1, axis=0)
+    out -= gy
+    return out
+
+
+def shrink(v: np.ndarray, beta: float, alpha: float) -> np.ndarray:
+    """argmin_w (beta / 2) (w - v)^2 + |w|^alpha, element-wise, for 0 < alpha <= 1.
+
+    alpha = 1 is soft thresholding; below 1, generalised iterated shrinkage (Zuo et al. 2013):
+    zero under the threshold, else a few fixed-point steps from |v|.
+    """
+    lam = 1.0 / beta
+    if alpha >= 1:
+        return np.sign(v) * np.maximum(np.abs(v) - lam, 0)
+    c = 2 * lam * (1 - alpha)
+    tau = c ** (1 / (2 - alpha)) + lam * alpha * c ** ((alpha - 1) / (2 - alpha))
+    a = np.abs(v)
+    keep = a > tau
+    w = a.copy()
+    for _ in range(3):
+        w = np.where(keep, a - lam * alpha * np.maximum(w, 1e-8) ** (alpha - 1), 0)
+    return (np.sign(v) * w).astype(np.float32)
+
+
+def deconvolve(
+    plane: np.ndarray,
+    kernel: np.ndarray,
+    *,
+    weight: float = 1000.0,
+    prior: str = "hyper-laplacian",
+    alpha: float = 2 / 3,
+    beta_max: float = 256.0,
+    beta_rate: float = 2 * np.sqrt(2),
+    cancel: Callable[[], bool] | None = None,
+) -> np.ndarray:
+    """The sharp (H, W) plane S minimising (weight / 2) |k * S - B|^2 + sum |grad S|^alpha.
+
+    prior : "hyper-laplacian" (alpha, default 2/3), "tv" (alpha = 1) or "wiener" (a quadratic
+        prior on gradients, one closed-form step: the fastest, for previews).
+    weight : the data term's weight: higher is sharper and noisier (about 2000 for a clean
+        photo, 300-600 for a noisy one).
+    cancel : polled between iterations; returning True stops with ``None`` returned.
+    """
+    if prior not in PRIORS:
+        raise ValueError(f"prior must be one of {', '.join(PRIORS)}, not {prior!r}")
+    if weight <= 0:
+        raise ValueError(f"the deconvolution weight (strength) must be positive, got {weight}")
+    h, w = plane.shape
+    ks = kernel.shape[0]
+    padded = periodic_pad(plane.astype(np.float32, copy=False), ks + ks // 2)
+    shape = padded.shape
+    K = kernel_otf(kernel, shape)
+    fx, fy = _gradient_otfs(shape)
+    D2 = (np.abs(fx) ** 2 + np.abs(fy) ** 2).astype(np.float32)
+    K2 = (np.abs(K) ** 2).astype(np.float32)
+    KtB = np.conj(K) * sfft.rfft2(padded, workers=_WORKERS)
+    del padded
+    if prior == "wiener":
+        x = sfft.irfft2(KtB / (K2 + D2 / weight), s=shape, workers=_WORKERS)
+        return x[:h, :w].astype(np.float32)
+    alpha = 1.0 if prior == "tv" else alpha
+    KtB *= weight
+    K2 *= weight
+    x = sfft.irfft2(KtB / (K2 + D2 / weight * 50), s=shape, workers=_WORKERS).astype(np.float32)
+    beta = 1.0
+    while beta <= beta_max:
+        if cancel is not None and cancel():
+            return None
+        gx, gy = _grad(x)
+        gx = shrink(gx, beta, alpha)
+        gy = shrink(gy, beta, alpha)
+        num = KtB + beta * sfft.rfft2(_grad_adjoint(gx, gy), workers=_WORKERS)
+        x = sfft.irfft2(num / (K2 + beta * D2), s=shape, workers=_WORKERS).astype(np.float32)
+        beta *= beta_rate
+    return x[:h, :w]
