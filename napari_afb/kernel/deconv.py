@@ -16,6 +16,9 @@ import scipy.fft as sfft
 __all__ = ["deconvolve", "periodic_pad", "PRIORS"]
 
 PRIORS = ("hyper-laplacian", "tv", "wiener")
+# A quadratic prior needs about 30x the regularisation of the sparse ones for the same look
+# (the plate at weight 3000: 1x is buried in ringing, 30x reads like the hyper-Laplacian).
+WIENER_FACTOR = 30.0
 _WORKERS = -1
 
 
@@ -130,12 +133,13 @@ def deconvolve(
     KtB = np.conj(K) * sfft.rfft2(padded, workers=_WORKERS)
     del padded
     if prior == "wiener":
-        x = sfft.irfft2(KtB / (K2 + D2 / weight), s=shape, workers=_WORKERS)
+        x = sfft.irfft2(KtB / (K2 + D2 * (WIENER_FACTOR / weight)), s=shape, workers=_WORKERS)
         return x[:h, :w].astype(np.float32)
     alpha = 1.0 if prior == "tv" else alpha
     KtB *= weight
     K2 *= weight
-    x = sfft.irfft2(KtB / (K2 + D2 / weight * 50), s=shape, workers=_WORKERS).astype(np.float32)
+    # start from the Wiener solution (K2 and KtB are scaled by the weight here)
+    x = sfft.irfft2(KtB / (K2 + D2 * WIENER_FACTOR), s=shape, workers=_WORKERS).astype(np.float32)
     beta = 1.0
     while beta <= beta_max:
         if cancel is not None and cancel():
