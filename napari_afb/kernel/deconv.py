@@ -91,12 +91,16 @@ def shrink(v: np.ndarray, beta: float, alpha: float) -> np.ndarray:
         return np.sign(v) * np.maximum(np.abs(v) - lam, 0)
     c = 2 * lam * (1 - alpha)
     tau = c ** (1 / (2 - alpha)) + lam * alpha * c ** ((alpha - 1) / (2 - alpha))
-    a = np.abs(v)
-    keep = a > tau
+    keep = np.abs(v) > tau
+    vk = v[keep]
+    a = np.abs(vk)
     w = a.copy()
-    for _ in range(3):
-        w = np.where(keep, a - lam * alpha * np.maximum(w, 1e-8) ** (alpha - 1), 0)
-    return (np.sign(v) * w).astype(np.float32)
+    step = np.float32(lam * alpha)
+    for _ in range(3):  # only the values above the threshold; cbrt is 5x faster than power
+        w = a - step / np.cbrt(w) if alpha == 2 / 3 else a - step * w ** (alpha - 1)
+    out = np.zeros_like(v)
+    out[keep] = np.copysign(w, vk)
+    return out
 
 
 def deconvolve(
