@@ -71,11 +71,13 @@ def animate_job(
     out,
     fps,
     cancel,
+    speed="slow",
 ):
     """Worker thread (no Qt, no napari): load the models, animate ``frames`` of ``video``,
-    write ``out`` if given; yields Progress, returns ``(stack, summary, error)`` with the
-    frames (M * N, H, W[, C]), or ``(None, "", message)`` for an expected failure, or None when
-    cancelled."""
+    write ``out`` if given (in slow motion at ``fps``, or with ``speed="real"`` at N times it);
+    yields Progress, returns ``(stack, summary, error, codec)`` with the frames
+    (M * N, H, W[, C]) and the codec of ``out`` ("" when none was written), or
+    ``(None, "", message, "")`` for an expected failure, or None when cancelled."""
     from . import engine
     from .animate import animate_frames
     from .weights import cached_model, gui_message, model_on
@@ -100,15 +102,16 @@ def animate_job(
         )
         stack = np.concatenate(chunks)
         if out is not None:
-            from .export import export_frames
+            from .export import write_frames
 
             yield engine.Progress(len(frames), len(frames), f"writing {out.name}...")
-            export_frames(stack, out, fps=fps * int(model.n_frames), overwrite=True)
+            rate = fps * int(model.n_frames) if speed == "real" else fps
+            codec = write_frames(stack, out, fps=rate, overwrite=True).codec
     except engine.Cancelled:
         return None
     except (ValueError, TypeError, OSError, engine.DeviceError, MemoryError) as exc:
-        return None, "", gui_message(exc)
-    return stack, summary, ""
+        return None, "", gui_message(exc), ""
+    return stack, summary, "", codec if out is not None else ""
 
 
 class AnimateWidget(CancelOnClose, QWidget):
@@ -139,6 +142,14 @@ class AnimateWidget(CancelOnClose, QWidget):
         self.guidance_combo = QComboBox()
         self.guidance_combo.addItem("from neighbouring frames", "neighbors")
         self.guidance_combo.addItem("predicted (continuing from frame to frame)", "predict")
+        self.speed_combo = QComboBox()
+        self.speed_combo.addItem("slow motion", "slow")
+        self.speed_combo.addItem(f"real time ({N_FRAMES}x rate)", "real")
+        self.speed_combo.setToolTip(
+            "Slow motion: the sharp frames play at the video's own frame rate, so the result "
+            f"lasts {N_FRAMES} times as long. Real time: {N_FRAMES} times the frame rate, as "
+            "long as the source."
+        )
         self.weights_edit = weights_field("decomposer")
         self.predictor_edit = weights_field("predictor")
         self.out_edit = FileEdit(mode="w", filter="*.mp4 *.gif *.tif", nullable=True)
@@ -158,6 +169,7 @@ class AnimateWidget(CancelOnClose, QWidget):
         form.addRow("Guidance", self.guidance_combo)
         form.addRow("Weights", self.weights_edit.native)
         form.addRow("Predictor", self.predictor_edit.native)
+        form.addRow("Playback", self.speed_combo)
         form.addRow("Save as", self.out_edit.native)
         form.addRow("Device", self.device_combo)
         self._inputs = [
@@ -167,6 +179,7 @@ class AnimateWidget(CancelOnClose, QWidget):
             self.guidance_combo,
             self.weights_edit.native,
             self.predictor_edit.native,
+            self.speed_combo,
             self.out_edit.native,
             self.device_combo,
         ]
@@ -251,6 +264,13 @@ class AnimateWidget(CancelOnClose, QWidget):
         fps = float((layer.metadata or {}).get("fps") or getattr(video, "fps", None) or 25.0)
         out = self.out_edit.value
         out = Path(out).expanduser() if out else None
+        if out is not None:
+            from .export import check_folder
+
+            try:
+                check_folder(out)  # before the long part: a missing folder is not created
+            except OSError as exc:
+                return self._fail(str(exc))
         if out is not None and out.exists() and not _confirm_overwrite(self, out):
             return self._fail(f"Not started: kept the existing {out.name}.")
         weights, pweights = self.weights_edit.value, self.predictor_edit.value
@@ -268,8 +288,9 @@ class AnimateWidget(CancelOnClose, QWidget):
             out=out,
             fps=fps,
             cancel=self._cancel.is_set,
+            speed=self.speed_combo.currentData(),
         )
-        context = (layer, frames, out, fps)
+        context = (layer, frames, out, fps, self.speed_combo.currentData())
         worker.yielded.connect(self._on_progress)
         worker.returned.connect(lambda result: self._on_returned(result, context))
         worker.errored.connect(self._on_errored)
@@ -319,11 +340,11 @@ class AnimateWidget(CancelOnClose, QWidget):
         if result is None or self._cancel.is_set() or self.closed:
             self.status.setText("Cancelled: nothing was added.")
             return
-        stack, summary, error = result
+        stack, summary, error, codec = result
         if error:
             self._fail(error)
             return
-        layer, frames, out, fps = context
+        layer, frames, out, fps, speed = context
         n = len(stack) // len(frames)
         placement = stack_placement(self.viewer, layer, None, "animation")
         rgb = stack.ndim == 4
@@ -332,7 +353,7 @@ class AnimateWidget(CancelOnClose, QWidget):
             name=f"{layer.name} animation {frames[0]}-{frames[-1]}",
             rgb=rgb,
             metadata={
-                "fps": fps * n,
+                "fps": fps * n if speed == "real" else fps,
                 METADATA_KEY: {
                     "source": layer.name,
                     "frames": [frames[0], frames[-1] + 1],
@@ -344,7 +365,7 @@ class AnimateWidget(CancelOnClose, QWidget):
             **placement.kwargs(),
         )
         self.viewer.layers.selection.active = result_layer
-        saved = f" Saved to {out}." if out is not None else ""
+        saved = f" Saved to {out} ({codec})." if out is not None else ""
         self.status.setText(
             f"Done in {_duration(time.perf_counter() - self._started)}: {len(stack)} frames "
             f"in '{result_layer.name}'; step through them with the "

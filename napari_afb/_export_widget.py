@@ -21,7 +21,7 @@ from magicgui.widgets import (
 )
 
 from ._layout import is_result, squeeze_leading
-from .export import FORMATS, export_frames
+from .export import FORMATS, check_folder, write_frames
 
 if TYPE_CHECKING:
     import napari
@@ -161,6 +161,11 @@ class ExportWidget(Container):
         if path.is_dir():
             self._status.value = f"{path} is a folder; choose a file name."
             return
+        try:
+            check_folder(path)  # a missing folder is refused, never created
+        except OSError as exc:
+            self._failed(exc)
+            return
         exists = path.exists()
         if exists and not _confirm_overwrite(self.native, path):
             self._status.value = f"Not exported: kept the existing {path.name}."
@@ -171,25 +176,38 @@ class ExportWidget(Container):
         note = ""
         if fmt == "MP4" and (shape[1] % 2 or shape[2] % 2):
             note = " (padded to an even size by repeating the edge)"
-        message = f"Saved {shape[0]} frames to {path}{note}."
 
         from napari.qt.threading import create_worker
 
         self._button.enabled = False
         self._status.value = f"Exporting {shape[0]} frames as {fmt}..."
         self.worker = create_worker(
-            export_frames,
+            write_frames,
             data,
             path,
             fps=float(self._fps.value),
             overwrite=exists,
             bounce=bounce,
             _connect={
-                "returned": lambda _path: setattr(self._status, "value", message),
-                "errored": lambda exc: setattr(self._status, "value", f"Export failed: {exc}"),
+                "returned": lambda done: self._saved(done, shape[0], note),
+                "errored": self._failed,
                 "finished": lambda: setattr(self._button, "enabled", True),
             },
         )
+
+
+    def _saved(self, done, n: int, note: str = "") -> None:
+        codec = f" ({done.codec} at {done.fps:g} fps)" if done.format == "MP4" else ""
+        self._status.value = f"Saved {n} frames to {done.path}{codec}{note}."
+
+    def _failed(self, exc: Exception) -> None:
+        """Say why an export failed (naming the user's file) in the status line and in a
+        napari notification."""
+        from napari.utils.notifications import show_error
+
+        message = f"Export failed: {exc}"
+        self._status.value = message
+        show_error(message)
 
 
 def _file_name(layer_name: str, fmt: str) -> str:

@@ -1,6 +1,7 @@
 """Whole-video animation: every blurry frame of a video decomposed into N sharp frames, with
-guidance from its neighbouring frames (or from the guidance predictor), written as a video at N
-times the frame rate.
+guidance from its neighbouring frames (or from the guidance predictor), written as a video with N
+times as many frames: in slow motion at the source's frame rate (the default) or in real time at
+N times that rate. MP4 is H.264 (yuv420p) where PyAV is installed, else MPEG-4 Part 2.
 
 With predicted guidance each frame alone cannot say which way time ran, and picking each
 frame's most plausible sample independently would let the order flip from frame to frame. So
@@ -27,14 +28,24 @@ import numpy as np
 
 from . import engine
 from .engine import Progress
-from .export import _rgb_even
+from .export import Mp4Writer, _rgb_even, check_folder
 from .flow import guidance_from_neighbors
 from .predict import predict_guidance
 from .video import VideoArray
 
-__all__ = ["GUIDANCE_SOURCES", "animate_frames", "animate_iter", "animate_video", "frame_range"]
+__all__ = [
+    "GUIDANCE_SOURCES",
+    "SPEEDS",
+    "animate_frames",
+    "animate_iter",
+    "animate_video",
+    "frame_range",
+]
 
 GUIDANCE_SOURCES = ("neighbors", "predict")
+#: Playback of the output: "slow" (slow motion, the source's frame rate, N times as long) or
+#: "real" (real time, N times the source's frame rate).
+SPEEDS = ("slow", "real")
 #: File types that are still images, which animate refuses (OpenCV would read one as a
 #: one-frame video)
 STILL_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
@@ -131,9 +142,12 @@ def animate_iter(
     predictor=None,
     start: int | None = None,
     stop: int | None = None,
+    speed: str = "slow",
 ) -> Generator[Progress, None, dict]:
     """Decompose the frames ``start`` to ``stop`` (exclusive; default: all) of the video
-    ``source`` and write ``out`` (.mp4 with the mp4v codec, or .avi with MJPG).
+    ``source`` and write ``out`` (.mp4: H.264 where PyAV is installed, else mp4v; .avi: MJPG)
+    in slow motion (``speed="slow"``: the source's frame rate) or real time (``"real"``: N
+    times it).
 
     ``guidance`` is "neighbors" or "predict" (then ``predictor`` is the predictor module).
 
@@ -144,28 +158,32 @@ def animate_iter(
     _check_guidance(guidance, predictor)  # here too: before the output is opened
     if out.suffix.lower() not in (".mp4", ".avi"):
         raise ValueError(f"{out}: write the animation as .mp4 (or .avi)")
+    if speed not in SPEEDS:
+        raise ValueError(f"speed must be one of {SPEEDS}, not {speed!r}")
     if Path(source).suffix.lower() in STILL_SUFFIXES:
         raise ValueError(
             f"{source} is a still image, not a video: decompose it with `napari-afb decompose`"
         )
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} already exists; choose another name or pass --overwrite")
+    check_folder(out)
     video = VideoArray(source)
     n_video, h, w = video.shape[:3]
     frames = frame_range(n_video, start, stop)
     fps_in = video.fps or 25.0
     n = int(model.n_frames)
-    fps_out = fps_in * n
+    fps_out = fps_in * n if speed == "real" else fps_in
     tmp = out.with_name(f".{out.name}.{os.getpid()}.partial{out.suffix}")
-    fourcc = cv2.VideoWriter_fourcc(*("mp4v" if out.suffix.lower() == ".mp4" else "MJPG"))
     size = (w + w % 2, h + h % 2)
-    writer = cv2.VideoWriter(str(tmp), fourcc, fps_out, size)
-    if not writer.isOpened():
-        raise OSError(f"OpenCV cannot write {out.suffix} video here")
+    try:
+        writer = (Mp4Writer if out.suffix.lower() == ".mp4" else _AviWriter)(tmp, fps_out, size)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
     def write(decomposed: np.ndarray) -> None:
         for frame in _rgb_even(decomposed):
-            writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+            writer.write(frame)
 
     try:
         yield from animate_frames(
@@ -179,10 +197,10 @@ def animate_iter(
             guidance=guidance,
             predictor=predictor,
         )
-        writer.release()
+        writer.close()
         os.replace(tmp, out)
     finally:  # also on cancel, an error, Ctrl-C and (from the CLI) SIGTERM
-        writer.release()
+        writer.close()
         tmp.unlink(missing_ok=True)
     return {
         "guidance": guidance,
@@ -192,9 +210,27 @@ def animate_iter(
         "frames_out": len(frames) * n,
         "fps_in": fps_in,
         "fps_out": fps_out,
+        "speed": "slow motion" if speed == "slow" else "real time",
+        "codec": writer.codec,
         "size": f"{w}x{h}",
         "audio": "not carried over",
     }
+
+
+class _AviWriter:
+    """Motion JPEG in AVI (OpenCV), with :class:`~napari_afb.export.Mp4Writer`'s methods."""
+
+    def __init__(self, path: Path, fps: float, size: tuple[int, int]):
+        self._cv = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
+        if not self._cv.isOpened():
+            raise OSError(f"OpenCV cannot write {path.suffix} video here")
+        self.codec = "Motion JPEG"
+
+    def write(self, rgb: np.ndarray) -> None:
+        self._cv.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+
+    def close(self) -> None:
+        self._cv.release()
 
 
 def _frames_of(image, labels, model, device, tile, stop, t, n_in):
@@ -224,6 +260,7 @@ def animate_video(
     predictor_weights: str | os.PathLike | None = None,
     start: int | None = None,
     stop: int | None = None,
+    speed: str = "slow",
 ) -> dict:
     """Turn a blurry video into a sharp one with N times the frame rate (see module docstring).
 
@@ -231,7 +268,9 @@ def animate_video(
     (:func:`napari_afb.guidance_from_neighbors`) with ``guidance="neighbors"``, or from the
     guidance predictor with ``guidance="predict"`` (``predictor_weights``: default
     ``$NAPARI_AFB_PREDICTOR_WEIGHTS``, then the packaged file). ``start`` and ``stop``
-    (exclusive) pick a range of video frames (default: all). Returns a summary dict.
+    (exclusive) pick a range of video frames (default: all). ``speed``: "slow" (slow motion at
+    the source's frame rate, the default) or "real" (real time, N times the rate). Returns a
+    summary dict (its ``codec`` says which codec wrote the video).
     """
     from .weights import cached_model, model_on
 
@@ -252,5 +291,6 @@ def animate_video(
         predictor=predictor,
         start=start,
         stop=stop,
+        speed=speed,
     )
     return engine.drive(gen, progress, desc="animate", unit="frame")

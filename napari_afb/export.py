@@ -7,8 +7,11 @@ existing file is replaced only when the caller says ``overwrite=True``.
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
+from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +37,9 @@ def export_frames(
 
     - ``.gif``: a looping animation at ``fps`` (8-bit; alpha dropped). ``bounce`` appends the
       frames in reverse (without repeating the ends), so the animation plays back and forth.
-    - ``.mp4``: MPEG-4 Part 2 video (OpenCV, fourcc ``mp4v``) at ``fps``; 8-bit, RGB (grey is
+    - ``.mp4``: H.264 video (yuv420p, what browsers and phones play) at ``fps`` where PyAV
+      with its libx264 encoder is installed (``pip install av``), else MPEG-4 Part 2 (OpenCV,
+      fourcc ``mp4v``); :func:`write_frames` says which codec was used. 8-bit, RGB (grey is
       repeated into three channels, alpha dropped). Most codecs need an even width and height,
       so an odd-sized frame is padded by one row and/or column that repeats the edge pixels.
     - ``.tif`` / ``.tiff``: the stack exactly as given (shape, dtype, values), with axes
@@ -43,10 +48,37 @@ def export_frames(
       other kinds (uint16 colour, RGBA, float64, ...) as a plain multi-page TIFF that tifffile
       reads back with the same shape.
 
-    Raises ``FileExistsError`` when ``path`` exists and ``overwrite`` is false, and
+    Raises ``FileExistsError`` when ``path`` exists and ``overwrite`` is false,
+    ``FileNotFoundError`` when its folder does not exist (no folder is created),
+    ``PermissionError`` (naming ``path``) when the folder or file cannot be written, and
     ``ValueError`` for an unknown extension, a frame rate that is not positive or frames of
-    the wrong shape. ``bounce`` is only allowed for GIF.
+    the wrong shape. ``bounce`` is only allowed for GIF. Nothing is left behind on an error.
     """
+    return write_frames(frames, path, fps=fps, overwrite=overwrite, bounce=bounce).path
+
+
+@dataclass
+class Exported:
+    """What :func:`write_frames` wrote: the file, its format, the codec (for MP4: "H.264" or
+    "MPEG-4 Part 2"; the format's name otherwise), the frame count and the frame rate."""
+
+    path: Path
+    format: str
+    codec: str
+    frames: int
+    fps: float
+
+
+def write_frames(
+    frames: np.ndarray,
+    path: str | os.PathLike,
+    *,
+    fps: float = 10.0,
+    overwrite: bool = False,
+    bounce: bool = False,
+) -> Exported:
+    """:func:`export_frames`, returning what was written (:class:`Exported`): the path and,
+    for MP4, which codec the installed libraries could write."""
     path = Path(path).expanduser()
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
@@ -67,23 +99,48 @@ def export_frames(
         raise IsADirectoryError(f"{path} is a folder; give a file name ending in {suffix}")
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} already exists; choose another name or allow overwriting")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    check_folder(path)
     # The temporary name keeps the extension: OpenCV and Pillow choose the container by it.
     tmp = path.with_name(f".{path.stem}.{secrets.token_hex(6)}.partial{suffix}")
+    codec = FORMATS[suffix]
     try:
         if suffix == ".gif":
             grey = frames[..., 0] if frames.ndim == 4 and frames.shape[-1] == 1 else frames
             io.write_gif(tmp, _to_uint8(grey), fps=fps, bounce=bounce)
         elif suffix == ".mp4":
-            _write_mp4(tmp, frames, fps)
+            codec = _write_mp4(tmp, frames, fps)
         else:
             _write_tiff(tmp, frames, fps)
         if path.exists() and not overwrite:  # appeared while we were writing
             raise FileExistsError(f"{path} already exists; choose another name")
         os.replace(tmp, path)
+    except PermissionError as exc:  # name the user's file, not the temporary one
+        raise PermissionError(
+            exc.errno, f"cannot write {path}: permission denied ({exc.strerror or exc})"
+        ) from None
     finally:
         tmp.unlink(missing_ok=True)
-    return path
+    n = len(frames) * 2 - 2 if bounce and len(frames) > 2 else len(frames)
+    return Exported(path, FORMATS[suffix], codec, n, fps)
+
+
+def check_folder(path: str | os.PathLike) -> None:
+    """Refuse (``FileNotFoundError``, ``NotADirectoryError``, ``PermissionError``, each naming
+    ``path``) a destination whose folder is missing, is not a folder or cannot be written:
+    exports never create folders."""
+    path = Path(path)
+    parent = path.parent
+    if not parent.exists():
+        raise FileNotFoundError(
+            f"cannot save {path}: the folder {parent} does not exist; create it first or "
+            f"choose another folder"
+        )
+    if not parent.is_dir():
+        raise NotADirectoryError(f"cannot save {path}: {parent} is not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise PermissionError(
+            errno.EACCES, f"cannot save {path}: the folder {parent} is not writable"
+        )
 
 
 def check_frames(frames) -> np.ndarray:
@@ -124,42 +181,97 @@ def _rgb_even(frames: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(frames)
 
 
-def _write_mp4(path: Path, frames: np.ndarray, fps: float) -> None:
-    """MP4 with OpenCV's 'mp4v' encoder, which every opencv-python(-headless) wheel bundles;
-    when this OpenCV cannot open the writer, imageio's pyav or ffmpeg plugin if installed."""
-    import cv2
+#: What the MP4 writer calls its codecs (``Mp4Writer.codec``).
+H264, MPEG4_PART2 = "H.264", "MPEG-4 Part 2"
 
+
+def h264_available() -> bool:
+    """Whether H.264 can be written here: PyAV with an H.264 encoder (libx264 in its wheels)."""
+    try:
+        import av
+    except ImportError:
+        return False
+    try:
+        av.codec.Codec("libx264", "w")
+    except Exception:  # an FFmpeg build without libx264
+        return False
+    return True
+
+
+class Mp4Writer:
+    """Streamed MP4 writing, frame by frame: H.264 (yuv420p) through PyAV where it is
+    installed, else OpenCV's MPEG-4 Part 2 ('mp4v', in every opencv-python wheel). ``codec``
+    says which. Frames are (H, W, 3) uint8 RGB of the ``size`` (W, H) given, both even."""
+
+    def __init__(self, path: str | os.PathLike, fps: float, size: tuple[int, int]):
+        self.path = Path(path)
+        self.size = (int(size[0]), int(size[1]))
+        self._av = self._cv = None
+        if h264_available():
+            import av
+
+            self.path.touch()  # FFmpeg opens the file only with the first packet
+            self._av = av.open(str(self.path), mode="w", format="mp4")
+            rate = Fraction(float(fps)).limit_denominator(1001)
+            stream = self._av.add_stream("libx264", rate=rate)
+            stream.width, stream.height = self.size
+            stream.pix_fmt = "yuv420p"
+            stream.options = {"crf": "18", "preset": "medium"}
+            self._stream = stream
+            self.codec = H264
+        else:
+            import cv2
+
+            self._cv = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+            if not self._cv.isOpened():
+                raise OSError(
+                    f"cannot write {self.path.name}: this OpenCV build cannot write MP4 video "
+                    "and PyAV is not installed (pip install av); export as GIF or TIFF instead"
+                )
+            self.codec = MPEG4_PART2
+
+    def write(self, rgb: np.ndarray) -> None:
+        if self._av is not None:
+            import av
+
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+            for packet in self._stream.encode(frame):
+                self._av.mux(packet)
+        else:
+            import cv2
+
+            self._cv.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+
+    def close(self) -> None:
+        """Finish the file (idempotent)."""
+        if self._av is not None:
+            container, self._av = self._av, None
+            try:
+                for packet in self._stream.encode(None):
+                    container.mux(packet)
+            finally:
+                container.close()
+        if self._cv is not None:
+            self._cv.release()
+            self._cv = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _write_mp4(path: Path, frames: np.ndarray, fps: float) -> str:
+    """Write an MP4 (see :class:`Mp4Writer`); returns the codec used."""
     rgb = _rgb_even(frames)
     n, h, w, _ = rgb.shape
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-    if writer.isOpened():
-        try:
-            for frame in rgb:
-                writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-        finally:
-            writer.release()
-        if path.is_file() and path.stat().st_size > 0:
-            return
-    _write_mp4_imageio(path, rgb, fps)
-
-
-def _write_mp4_imageio(path: Path, rgb: np.ndarray, fps: float) -> None:
-    import importlib.util
-
-    try:
-        import imageio.v3 as iio
-    except ImportError:
-        iio = None
-    if iio is not None and importlib.util.find_spec("av") is not None:
-        iio.imwrite(path, rgb, plugin="pyav", codec="libx264", fps=fps)
-        return
-    if iio is not None and importlib.util.find_spec("imageio_ffmpeg") is not None:
-        iio.imwrite(path, rgb, plugin="FFMPEG", fps=fps)
-        return
-    raise RuntimeError(
-        "this OpenCV build cannot write MP4 video, and neither PyAV (pip install av) nor "
-        "imageio-ffmpeg is installed; export as GIF or TIFF instead"
-    )
+    with Mp4Writer(path, fps, (w, h)) as writer:
+        for frame in rgb:
+            writer.write(frame)
+    if not (path.is_file() and path.stat().st_size > 0):
+        raise OSError(f"the {writer.codec} encoder wrote nothing")
+    return writer.codec
 
 
 def _write_tiff(path: Path, frames: np.ndarray, fps: float) -> None:

@@ -34,7 +34,7 @@ def clip(tmp_path):
 def test_animation_has_n_times_the_frames_and_rate(tmp_path, clip):
     model = perturbed_model(0)
     out = tmp_path / "sharp.mp4"
-    summary = animate_video(clip, out, model=model, device="cpu")
+    summary = animate_video(clip, out, model=model, device="cpu", speed="real")
     frames, fps = decode_video(out)
     assert frames.shape == (6 * 7, 48, 64, 3)
     assert fps == pytest.approx(70.0)
@@ -87,7 +87,7 @@ def test_cli_animate_refuses_to_overwrite_and_writes_when_asked(tmp_path, clip, 
     assert "already exists" in capsys.readouterr().err
     assert out.read_bytes() == b"keep me"
     assert cli.main([*argv, "--overwrite"]) == 0
-    assert "42 frames at 70 fps" in capsys.readouterr().out
+    assert "42 frames at 10 fps (slow motion)" in capsys.readouterr().out
     assert decode_video(out)[0].shape[0] == 42
 
 
@@ -180,7 +180,7 @@ def test_animate_a_range_of_frames_uses_their_real_neighbours(tmp_path, clip, mo
     summary = animate_video(clip, out, model=model, device="cpu", start=2, stop=4)
     frames, fps = decode_video(out)
     assert frames.shape == (2 * 7, 48, 64, 3)
-    assert fps == pytest.approx(70.0)
+    assert fps == pytest.approx(10.0)  # slow motion by default: the source's rate
     assert summary["first"] == 2 and summary["stop"] == 4
     assert summary["frames_in"] == 2 and summary["frames_out"] == 14
     video = VideoArray(clip)
@@ -237,7 +237,7 @@ def test_cli_animate_a_range(tmp_path, clip, capsys):
     argv = ["animate", str(clip), "--out", str(out), "--weights", str(weights), "--device", "cpu"]
     assert cli.main([*argv, "--start", "1", "--stop", "3"]) == 0
     printed = capsys.readouterr().out
-    assert "2 frames (1 to 2) at 10 fps -> 14 frames at 70 fps" in printed, printed
+    assert "2 frames (1 to 2) at 10 fps -> 14 frames at 10 fps" in printed, printed
     assert decode_video(out)[0].shape[0] == 14
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.avi", "range.mp4", "w.safetensors"]
     # a bad range from the command line: exit 2, the problem named, nothing written
