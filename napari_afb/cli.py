@@ -87,7 +87,15 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         required=True,
         metavar="FILE",
-        help="output video: .mp4 (mp4v) or .avi (Motion JPEG)",
+        help="output video: .mp4 (H.264 where PyAV is installed, else MPEG-4 Part 2) or .avi "
+        "(Motion JPEG)",
+    )
+    a.add_argument(
+        "--speed",
+        choices=["slow", "real"],
+        default="slow",
+        help="slow: slow motion at the source's frame rate, N times as long (default); real: "
+        "real time at N times the source's frame rate",
     )
     a.add_argument(
         "--start",
@@ -439,12 +447,13 @@ def _animate(args) -> int:
         predictor_weights=args.predictor,
         start=args.start,
         stop=args.stop,
+        speed=args.speed,
     )
     print(
         f"wrote {args.out} (guidance: {summary['guidance']}): {summary['frames_in']} frames "
         f"({summary['first']} to {summary['stop'] - 1}) at {summary['fps_in']:g} fps -> "
-        f"{summary['frames_out']} frames at {summary['fps_out']:g} fps, {summary['size']} "
-        f"(audio {summary['audio']})"
+        f"{summary['frames_out']} frames at {summary['fps_out']:g} fps ({summary['speed']}), "
+        f"{summary['size']}, codec {summary['codec']} (audio {summary['audio']})"
     )
     return EXIT_OK
 
