@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 __version__ = "0.1.0.dev0"
 
 _LAZY = {
+    "batch": "napari_afb.batch",
     "decompose": "napari_afb.api",
     "guidance_from_flow": "napari_afb.guidance",
     "guidance_from_neighbors": "napari_afb.flow",
@@ -28,6 +29,7 @@ __all__ = ["__version__", *_LAZY]
 
 if TYPE_CHECKING:  # pragma: no cover (for type checkers and IDEs)
     from .api import decompose  # noqa: F401
+    from .batch import batch  # noqa: F401
     from .flow import guidance_from_neighbors  # noqa: F401
     from .guidance import guidance_from_flow  # noqa: F401
     from .predict import predict_guidance  # noqa: F401

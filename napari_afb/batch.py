@@ -270,10 +270,12 @@ def _digest(path: Path) -> str:
 
 
 def _files_of(output: Path) -> dict[str, list]:
-    """{relative name: [size, sha256]} of an output file or of the files in an output folder."""
-    files = [output] if output.is_file() else sorted(p for p in output.rglob("*") if p.is_file())
-    base = output if output.is_dir() else output.parent
-    return {p.relative_to(base).as_posix(): [p.stat().st_size, _digest(p)] for p in files}
+    """{relative name: [size, sha256]} of the files in an output folder, or {"": [...]} for an
+    output file (whatever its name: it is staged under another)."""
+    if output.is_file():
+        return {"": [output.stat().st_size, _digest(output)]}
+    files = sorted(p for p in output.rglob("*") if p.is_file())
+    return {p.relative_to(output).as_posix(): [p.stat().st_size, _digest(p)] for p in files}
 
 
 def _input_stamp(source: Path) -> list:
@@ -664,6 +666,7 @@ def batch_iter(
                         raise TaskError(_future_reason(fut))
                     if k is None:
                         frames, guidance = fut.result()
+                        del owner[fut]  # the last reference but the loop's: the worker frees it
                         _write_photo(job, out, frames, guidance, options, fp)
                         seconds = time.perf_counter() - started[i]
                         row, new_frames = Result(job.name, "photo", "done", job.out, 1, seconds), 1
@@ -676,6 +679,8 @@ def batch_iter(
                             vid.write(f.result(), first, last)
                             new_frames += last - first
                             vid.chunks[vid.next] = (first, last, None)  # frees the worker's copy
+                            del owner[f]
+                            pending.discard(f)
                             vid.next += 1
                         if vid.next == len(vid.chunks):
                             _finish_video(videos.pop(i), out, fp)

@@ -6,6 +6,7 @@
     napari-afb convert WEIGHTS --out OUT [--dtype float16]
     napari-afb animate VIDEO --out OUT.mp4 [--guidance neighbors|predict]
     napari-afb predict INPUT --out DIR [--samples 5 --seed 0]
+    napari-afb batch INPUT [INPUT ...] --out DIR [--scheduler ADDRESS] [options]
     napari-afb train decomposer|predictor --config FILE [--resume]
     napari-afb evaluate --weights W --data CLIP [CLIP ...] [--guidance sources --predictor P]
     napari-afb inspect-data CLIP [CLIP ...] [--preview PNG]
@@ -241,6 +242,59 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--max-step-motion", type=float, default=3.0)
     d.add_argument("--preview", type=Path, help="write a preview PNG here")
     d.add_argument("--seed", type=int, default=0)
+    b = sub.add_parser(
+        "batch",
+        help="decompose every photo and animate every video of folders, on Dask",
+        description="Run decompose on every photo and animate on every video found (files, "
+        "folders searched recursively, globs) into OUT (a photo a/b.jpg gives the folder "
+        "OUT/a/b/, a video a/c.mp4 the file OUT/a/c.mp4), on a local Dask cluster or on "
+        "--scheduler. A rerun skips the outputs that are finished (checked against their "
+        "manifests); a file that fails is reported in the summary. Exit status 1 when a file "
+        "failed.",
+    )
+    b.add_argument("inputs", nargs="+", metavar="INPUT", help="photos, videos, folders or globs")
+    b.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
+    b.add_argument(
+        "--guidance",
+        choices=["auto", "predict", "neighbors", "none"],
+        default="auto",
+        help="auto (default): a photo's NAME.guidance.png/.npy beside it, else the predictor; "
+        "a video's neighbouring frames. none: the engine decides",
+    )
+    b.add_argument("--direction", choices=NAMES, metavar="NAME", help="one direction for photos")
+    _add_run_options(b)
+    _add_predictor_options(b)
+    b.add_argument("--engine", default=None, help="decomposition engine (passed to decompose)")
+    b.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any further keyword argument of decompose (VALUE read as JSON, else as text); "
+        "repeatable",
+    )
+    b.add_argument("--fps", type=_positive, default=10.0, help="GIF frame rate (default 10)")
+    b.add_argument("--video-format", choices=["mp4", "avi"], default="mp4")
+    b.add_argument(
+        "--speed",
+        choices=["slow", "real"],
+        default="slow",
+        help="videos in slow motion at the source's frame rate (default) or in real time",
+    )
+    b.add_argument("--start", type=int, default=None, metavar="N", help="first video frame")
+    b.add_argument("--stop", type=int, default=None, metavar="M", help="stop before this frame")
+    b.add_argument(
+        "--chunk", type=int, default=8, metavar="K", help="video frames per task (default 8)"
+    )
+    b.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="a running Dask scheduler (default $DASK_SCHEDULER_ADDRESS, else a local cluster)",
+    )
+    b.add_argument("--workers", type=int, default=None, help="local worker processes")
+    b.add_argument("--threads", type=int, default=None, help="torch threads per worker")
+    b.add_argument("--overwrite", action="store_true", help="redo finished outputs too")
     return p
 
 
@@ -292,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         "animate": _animate,
         "predict": _predict,
         "convert": _convert,
+        "batch": _batch,
         **COMMANDS,
     }
     try:
@@ -518,6 +573,60 @@ def _convert(args) -> int:
     size = path.stat().st_size / 2**20
     print(f"wrote {path} ({args.dtype}, {size:.1f} MiB) from {args.weights}")
     return EXIT_OK
+
+
+def _batch(args) -> int:
+    from .batch import BatchOptions, batch
+
+    extra = {}
+    for item in args.option:
+        key, sep, text = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise ValueError(f"--option takes KEY=VALUE, got {item!r}")
+        try:
+            extra[key] = json.loads(text)
+        except ValueError:
+            extra[key] = text
+    if args.engine is not None:
+        extra["engine"] = args.engine
+    options = BatchOptions(
+        guidance=args.guidance,
+        direction=args.direction,
+        weights=str(args.weights) if args.weights else None,
+        predictor_weights=str(args.predictor) if args.predictor else None,
+        seed=args.seed,
+        device=args.device,
+        tile=args.tile,
+        overlap=args.overlap,
+        fps=args.fps,
+        video_format=args.video_format,
+        start=args.start,
+        stop=args.stop,
+        speed=args.speed,
+        chunk=args.chunk,
+        decompose_kwargs=extra,
+    )
+    signal.signal(signal.SIGTERM, _terminated)  # unwinds like Ctrl-C: partial outputs removed
+    try:
+        summary = batch(
+            args.inputs,
+            args.out,
+            options,
+            scheduler=args.scheduler,
+            workers=args.workers,
+            threads=args.threads,
+            overwrite=args.overwrite,
+            progress=True,
+        )
+    except (KeyboardInterrupt, SystemExit):
+        print(
+            "napari-afb: interrupted; finished outputs are kept, unfinished ones removed; "
+            "run the same command again to continue",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    print(summary.table())
+    return EXIT_OK if summary.ok else EXIT_FAILED
 
 
 def _info(args) -> int:

@@ -150,6 +150,8 @@ def test_outputs_equal_the_single_file_commands(
     assert frames.shape == (7 * 7, 48, 64, 3) and fps == pytest.approx(expected_fps)
     np.testing.assert_array_equal(frames, expected)
     assert not list(out.rglob("*partial*"))
+    again = batch([src], out, opts, scheduler=client)
+    assert [r.status for r in again.results] == ["skipped"] * 3
 
 
 def test_a_direction_for_every_photo_equals_decompose(
