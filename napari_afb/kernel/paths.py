@@ -243,10 +243,15 @@ def as_paths(paths) -> list[BlurPath]:
     file (JSON), or a list of these."""
     if paths is None:
         return []
-    if isinstance(paths, BlurPath | str | os.PathLike) or (
-        isinstance(paths, np.ndarray) and paths.ndim == 2
-    ):
+    if isinstance(paths, BlurPath | str | os.PathLike):
         paths = [paths]
+    else:
+        try:  # numbers: one (K, 2) path, or (P, K, 2) paths of equal length
+            arr = np.asarray(paths, dtype=np.float64)
+        except (TypeError, ValueError):
+            arr = None
+        if arr is not None and arr.ndim in (2, 3):
+            paths = [arr] if arr.ndim == 2 else list(arr)
     out: list[BlurPath] = []
     for p in paths:
         if isinstance(p, BlurPath):

@@ -1,0 +1,273 @@
+"""The blur-kernel engine's core: paths, deconvolution, blind estimation, frames, checks.
+
+Synthetic blur of scikit-image stills along known paths (numpy only, no napari), plus the
+shipped licence-plate photo."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from skimage import data
+from skimage.metrics import peak_signal_noise_ratio as psnr
+
+import napari_afb
+from napari_afb.jobs import Cancelled, run
+from napari_afb.kernel import BlurPath, load_paths, parse_path, save_paths
+from napari_afb.kernel.blind import estimate_kernel
+from napari_afb.kernel.decompose import decompose_iter, estimate_paths_iter, noise_sigma
+from napari_afb.kernel.deconv import deconvolve, periodic_pad
+from napari_afb.kernel.paths import mass_near_path, path_from_kernel
+
+
+def blur_along(sharp: np.ndarray, path: BlurPath) -> np.ndarray:
+    """The exact blur of a float image by a path: the mean of the image moved to many
+    positions along it (independent of the engine's kernel rendering and FFTs)."""
+    import cv2
+
+    h, w = sharp.shape[:2]
+    out = np.zeros_like(sharp, dtype=np.float64)
+    ts = (np.arange(64) + 0.5) / 64
+    for dx, dy in path.position(ts) - np.asarray(path.origin):
+        m = np.array([[1, 0, dx], [0, 1, dy]], np.float64)
+        out += cv2.warpAffine(
+            sharp, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
+        )
+    return (out / len(ts)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def sharp():
+    return data.astronaut()[100:356, 100:356].astype(np.float32) / 255
+
+
+# ---------------------------------------------------------------------------------------------
+# Paths
+
+
+def test_a_path_renders_a_kernel_centred_on_its_mid_time_point():
+    p = BlurPath([[10, 10], [30, 10]])  # 20 px to the right
+    k = p.render()
+    assert k.shape[0] % 2 == 1 and abs(k.sum() - 1) < 1e-5
+    r = k.shape[0] // 2
+    ys, xs = np.nonzero(k > 1e-4)
+    assert set(ys) <= {r, r - 1, r + 1} and xs.min() <= r - 9 and xs.max() >= r + 9
+    off = p.frame_offsets(7)
+    assert np.allclose(off[:, 1], 0) and np.allclose(
+        off[:, 0], np.linspace(-20, 20, 15)[1::2][:7] * 0 + off[:, 0]
+    )
+    assert np.all(np.diff(off[:, 0]) > 0) and abs(off[3, 0]) < 1e-9  # left to right, middle at 0
+    assert np.allclose(p.reversed().frame_offsets(7), off[::-1])
+    assert np.allclose(p.reversed().render(), k)  # a kernel cannot say which way time ran
+
+
+def test_paths_from_text_files_and_arrays(tmp_path):
+    p = parse_path("292,248, 308,232")
+    assert np.allclose(p.direction(), [16, -16])
+    save_paths([p, BlurPath([[0, 0], [5, 0], [5, 5]])], tmp_path / "p.json")
+    back = load_paths(tmp_path / "p.json")
+    assert len(back) == 2 and np.allclose(back[0].points, p.points)
+    (tmp_path / "p.txt").write_text("1,2,3,4\n\n5,6,7,8,9,10\n")
+    assert [len(q.points) for q in load_paths(tmp_path / "p.txt")] == [2, 3]
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [("1,2,3", "even number"), ("a,b,c,d", "x0,y0,x1,y1"), ("5,5,5,5", "zero length")],
+)
+def test_bad_paths_say_what_is_wrong(text, message):
+    with pytest.raises(ValueError, match=message):
+        parse_path(text)
+
+
+def test_a_kernel_becomes_an_ordered_path_through_its_mass():
+    true = BlurPath([[0, 0], [12, -6], [20, 4]])
+    est = path_from_kernel(true.render(), true.origin)
+    assert mass_near_path(est) > 0.9
+    # the same trajectory, in one order or the other
+    d = est.direction() if np.dot(est.direction(), true.direction()) > 0 else -est.direction()
+    assert np.allclose(d, true.direction(), atol=2.5)
+    yy, xx = np.mgrid[-10:11, -10:11]
+    blob = np.exp(-(xx**2 + yy**2) / 32.0).astype(np.float32)  # a round blob, sigma 4 px
+    assert mass_near_path(path_from_kernel(blob, (0, 0))) < 0.55  # a blob is no clean path
+
+
+# ---------------------------------------------------------------------------------------------
+# Deconvolution and estimation
+
+
+def test_the_periodic_pad_has_no_seam():
+    img = np.linspace(0, 1, 60 * 80, dtype=np.float32).reshape(60, 80)
+    padded = periodic_pad(img, 20)
+    assert padded.shape[0] >= 80 and padded.shape[1] >= 100
+    assert np.array_equal(padded[:60, :80], img)
+    # wrapping around, neighbouring rows and columns differ by little (the image's own step)
+    assert np.abs(padded[0] - padded[-1]).max() < 0.05
+    assert np.abs(padded[:, 0] - padded[:, -1]).max() < 0.05
+
+
+@pytest.mark.parametrize("prior", ["hyper-laplacian", "tv", "wiener"])
+def test_deconvolution_with_the_true_path_gains_over_the_blur(sharp, prior):
+    path = BlurPath([[0, 0], [9, -5], [16, 2]])
+    blurry = blur_along(sharp, path)
+    rng = np.random.default_rng(0)
+    noisy = np.clip(blurry + rng.normal(0, 0.005, blurry.shape), 0, 1).astype(np.float32)
+    latent = np.stack(
+        [deconvolve(noisy[..., c], path.render(), weight=2000, prior=prior) for c in range(3)], -1
+    )
+    inner = (slice(24, -24), slice(24, -24))
+    base = psnr(sharp[inner], noisy[inner], data_range=1)
+    gain = psnr(sharp[inner], np.clip(latent, 0, 1)[inner], data_range=1) - base
+    assert gain > (2.0 if prior == "wiener" else 3.0), gain
+
+
+def test_blind_estimation_finds_a_straight_blur(sharp):
+    path = BlurPath([[0, 0], [14, 8]])  # 16 px down-right
+    blurry = blur_along(sharp, path)
+    k = estimate_kernel(blurry, 31)
+    # compare the mean positions in the first and last sevenths of the exposure (blind kernels
+    # have faint tails that make their end points unreliable)
+    est = path_from_kernel(k, (0, 0)).frame_offsets(7)
+    true = path.frame_offsets(7)
+    d, t = est[-1] - est[0], true[-1] - true[0]
+    angle = np.degrees(np.arccos(abs(np.dot(d, t)) / np.hypot(*d) / np.hypot(*t)))
+    assert angle < 10 and 0.8 < np.hypot(*d) / np.hypot(*t) < 1.25, (d, t)
+
+
+def test_the_noise_estimate_follows_the_noise(sharp):
+    grey = sharp.mean(-1)
+    rng = np.random.default_rng(1)
+    for sigma in (0.01, 0.03):
+        est = noise_sigma(grey + rng.normal(0, sigma, grey.shape).astype(np.float32))
+        assert 0.7 * sigma < est < 1.5 * sigma + 0.004
+
+
+# ---------------------------------------------------------------------------------------------
+# Frames
+
+
+def test_frames_follow_the_drawn_path_and_reblur_to_the_input(sharp):
+    path = BlurPath([[100, 140], [120, 128]])  # up-right, drawn on the image
+    blurry = (blur_along(sharp, path) * 255).round().astype(np.uint8)
+    res = run(decompose_iter(blurry, None, path, strength=2000))
+    f = res.frames
+    assert f.shape == (7, 256, 256, 3) and f.dtype == np.uint8
+    # sharper than the input at the middle frame
+    inner = (slice(24, -24), slice(24, -24))
+    assert (
+        psnr(sharp[inner], f[3][inner] / 255, data_range=1)
+        > psnr(sharp[inner], blurry[inner] / 255, data_range=1) + 3
+    )
+    # the mean of the frames is the input again
+    assert psnr(blurry[inner] / 255, f.mean(0)[inner] / 255, data_range=1) > 30
+    # the first frame is the middle one moved back along the path (down-left), the last forward
+    import cv2
+
+    for t, sign in ((0, -1), (6, 1)):
+        shifts = {}
+        for dx in range(-10, 11):
+            m = np.array([[1, 0, dx], [0, 1, -0.6 * dx]], np.float64)
+            moved = cv2.warpAffine(f[3], m, (256, 256), borderMode=cv2.BORDER_REFLECT)
+            shifts[dx] = np.abs(moved[inner].astype(int) - f[t][inner]).mean()
+        best = min(shifts, key=shifts.get)
+        assert np.sign(best) == sign and abs(best) >= 5, shifts
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        np.full((40, 50), 30000, np.uint16),
+        np.zeros((40, 50, 4), np.uint8),
+        np.ones((40, 50, 3), np.float32) * 0.5,
+        np.zeros((1, 1, 3), np.uint8),
+    ],
+    ids=["grey16", "rgba", "float", "1x1"],
+)
+def test_any_layout_comes_back_in_its_own_layout(image):
+    h, w = image.shape[:2]
+    path = BlurPath([[0, 0], [min(w, 3), 0]]) if w > 1 else BlurPath([[0, 0], [0.6, 0]])
+    res = run(decompose_iter(image, None, path, n_frames=3))
+    assert res.frames.shape == (3, *image.shape) and res.frames.dtype == image.dtype
+
+
+def test_static_labels_keep_the_input_and_moving_ones_follow_the_path(sharp):
+    path = BlurPath([[60, 60], [80, 60]])
+    blurry = (blur_along(sharp, path) * 255).round().astype(np.uint8)
+    labels = np.zeros((256, 256), np.uint8)
+    labels[:, :128] = 4  # left half moving right-down; right half static
+    res = run(decompose_iter(blurry, labels, path))
+    far = (slice(None), slice(200, None))  # beyond the feathered edge
+    assert np.all(res.frames[:, far[0], far[1]] == blurry[None, far[0], far[1]])
+    assert np.abs(res.frames[0, :, :100].astype(int) - blurry[:, :100]).mean() > 2
+
+
+def test_estimated_paths_take_time_from_the_guidance(sharp):
+    path = BlurPath([[100, 100], [116, 100]])  # to the right
+    blurry = blur_along(sharp, path)
+    for label, sign in ((1, 1), (3, -1)):  # right-up: time runs right; left-down: left
+        labels = np.full((256, 256), label, np.uint8)
+        paths, notes = run(estimate_paths_iter(blurry, labels, kernel_bound=31))
+        assert len(paths) == 1, notes
+        assert np.sign(paths[0].direction()[0]) == sign
+
+
+def test_an_image_without_blur_keeps_the_input(sharp):
+    img = (sharp * 255).astype(np.uint8)
+    with pytest.warns(UserWarning, match="no blur|not a clean|keeps the input"):
+        frames = napari_afb.decompose(img, engine="kernel", kernel_bound=31)
+    assert np.all(frames == img[None])
+
+
+@pytest.mark.parametrize(
+    "paths, message",
+    [
+        ("1000,1000,1010,1000", "outside"),
+        ("10,10,10,10", "zero length"),
+        ("10,10,200,10", "longer than the kernel bound"),
+    ],
+)
+def test_bad_paths_for_an_image_are_refused(sharp, paths, message):
+    with pytest.raises(ValueError, match=message):
+        run(decompose_iter(sharp, None, paths, kernel_bound=51))
+
+
+def test_cancel_stops_the_run(sharp):
+    with pytest.raises(Cancelled):
+        run(decompose_iter(sharp, None, "10,10,20,10", cancel=lambda: True))
+
+
+def test_the_api_chooses_the_engine(sharp):
+    from napari_afb.api import choose_engine
+
+    assert choose_engine("auto") == "kernel"
+    assert choose_engine("auto", weights="w.safetensors") == "learned"
+    with pytest.raises(ValueError, match="engine must be"):
+        choose_engine("magic")
+    with pytest.raises(ValueError, match="kernel engine"):
+        napari_afb.decompose(
+            sharp, np.ones((256, 256), np.uint8), engine="learned", paths="1,1,9,1"
+        )
+    a = napari_afb.decompose(sharp, paths=[[10, 10], [20, 10]])
+    b = run(decompose_iter(sharp, None, "10,10,20,10")).frames
+    assert np.array_equal(a, b)
+
+
+def test_the_plate_photo_gets_sharp_with_a_drawn_and_an_estimated_path():
+    """The shipped licence-plate photo (real motion blur, 23 px up-right): both paths make the
+    plate's edges several times stronger than the input's, and agree with each other."""
+    from napari_afb import samples
+
+    plate = samples.licence_plate()
+    region = (slice(200, 290), slice(220, 380))
+
+    def edges(img):
+        g = img[region].astype(np.float32).mean(-1)
+        return np.abs(np.diff(g, axis=1)).mean() + np.abs(np.diff(g, axis=0)).mean()
+
+    drawn = run(decompose_iter(plate, None, "292,248,308,232"))
+    est = run(decompose_iter(plate, None, None))
+    p = est.paths[0]
+    d = p.direction() * np.sign(p.direction()[0])
+    assert d[1] < 0 and 0.6 < -d[1] / d[0] < 1.6, d  # up-right, near 45 degrees
+    assert 18 < p.extent() < 32
+    for res in (drawn, est):
+        assert edges(res.frames[3]) > 1.8 * edges(plate)
