@@ -1,9 +1,10 @@
 """Dock widget: sample guidance maps for an image from the guidance predictor.
 
 The samples go into one new Labels layer, '<image> guidance samples', on an axis of its own
-('sample', see :mod:`._layout`), most plausible first: step through them with its slider, touch
-one up with the brush, and pick that layer in "Decompose blur into frames", which uses the
-sample on screen. A new layer is added on every run, so nothing the user painted is replaced.
+('sample', see :mod:`._layout`), each distinct map once, in order of plausibility: step through
+them with its slider, touch one up with the brush, and pick that layer in "Decompose blur into
+frames", which uses the sample on screen. A new layer is added on every run, so nothing the
+user painted is replaced.
 """
 
 from __future__ import annotations
@@ -61,7 +62,13 @@ def sample_job(image, n_samples, seed, *, weights, model, device, cancel):
         if cancel():
             return None
         labels, log_prob = predict_guidance(
-            image, n_samples, seed=seed, model=model, device=str(dev), return_log_prob=True
+            image,
+            n_samples,
+            seed=seed,
+            model=model,
+            device=str(dev),
+            return_log_prob=True,
+            unique=True,
         )
     except (ValueError, TypeError, engine.DeviceError, MemoryError) as exc:
         return None, None, "", gui_message(exc)  # WeightsError is a ValueError
@@ -89,7 +96,8 @@ class SampleGuidanceWidget(CancelOnClose, QWidget):
         self.samples_spin.setValue(5)
         self.samples_spin.setToolTip(
             "How many maps. A blur can be explained in 2^regions ways (which way each moving "
-            "region went); samples differ in those signs, most plausible first."
+            "region went); samples differ in those signs. Each distinct map comes once, in "
+            "order of plausibility; a map and its time-reversal are equally plausible."
         )
         self.seed_spin = QSpinBox()
         self.seed_spin.setRange(0, 2**31 - 1)
@@ -160,7 +168,7 @@ class SampleGuidanceWidget(CancelOnClose, QWidget):
             device=self.device_combo.currentText(),
             cancel=self._cancel.is_set,
         )
-        context = (layer, frame, seed)
+        context = (layer, frame, seed, n)
         worker.returned.connect(lambda result: self._on_returned(result, context))
         worker.errored.connect(self._on_errored)
         worker.finished.connect(self._on_finished)
@@ -175,6 +183,7 @@ class SampleGuidanceWidget(CancelOnClose, QWidget):
 
     def _on_returned(self, result, context) -> None:
         from ._sample_data import guidance_layer_kwargs
+        from .predict import describe_order, plausibility_ranks
 
         if result is None or self._cancel.is_set():
             self.status.setText("Cancelled: nothing was added.")
@@ -183,7 +192,7 @@ class SampleGuidanceWidget(CancelOnClose, QWidget):
         if error:
             self._fail(error)
             return
-        source, frame, seed = context
+        source, frame, seed, asked = context
         placement = stack_placement(self.viewer, source, frame, "sample")
         layer = self.viewer.add_labels(
             placement.shaped(labels),
@@ -195,16 +204,16 @@ class SampleGuidanceWidget(CancelOnClose, QWidget):
                     "frame": frame,
                     "seed": seed,
                     "log_prob": [float(v) for v in log_prob],
+                    "rank": [int(r) for r in plausibility_ranks(log_prob)],
                     "weights": summary,
                 }
             },
         )
-        self.viewer.dims.set_current_step(0, 0)  # its own new axis: the most plausible first
-        distinct = len({s.tobytes() for s in labels})
+        self.viewer.dims.set_current_step(0, 0)  # its own new axis: the first sample
+        order = describe_order(log_prob, asked)
         self.status.setText(
-            f"{len(labels)} samples ({distinct} distinct) in '{layer.name}', most plausible "
-            f"first. Step through them with the '{layer.axis_labels[0]}' slider; Decompose "
-            f"uses the one on screen."
+            f"{order[0].upper()}{order[1:]} in '{layer.name}'. Step through them with the "
+            f"'{layer.axis_labels[0]}' slider; Decompose uses the one on screen."
         )
 
     def _on_errored(self, exc: Exception) -> None:

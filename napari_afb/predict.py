@@ -15,7 +15,10 @@ sign logit *relative to the rest of the image*. A sample is built from whole reg
    ``c_i`` the region's mean logit: the global orientation is unknowable, so both are summed, and
    a pattern and its global flip are exactly as plausible;
 4. ``n`` distinct patterns are drawn without replacement (Gumbel top-k, seeded) and returned in
-   order of decreasing probability.
+   order of decreasing probability. A pattern and its global flip always tie, so the order is
+   only partial: :func:`plausibility_ranks` gives equal ranks to equal scores, and
+   :func:`describe_order` says in words what the order means. With ``unique=True`` a map is
+   returned once even when fewer distinct maps exist than were asked for.
 
 So samples differ in the sign of whole regions, never pixel by pixel, and the same seed always
 gives the same samples. Large images are predicted at a working resolution (long side
@@ -34,7 +37,13 @@ import numpy as np
 from .guidance import labels_from_axis_sign
 from .images import to_rgb_float
 
-__all__ = ["GuidanceSamples", "predict_guidance", "sample_guidance"]
+__all__ = [
+    "GuidanceSamples",
+    "describe_order",
+    "plausibility_ranks",
+    "predict_guidance",
+    "sample_guidance",
+]
 
 #: Working resolution: the predictor sees images with at most this many pixels on the long side.
 DEFAULT_MAX_SIDE = 768
@@ -95,6 +104,7 @@ def sample_guidance(
     min_region: float = MIN_REGION,
     smooth: float = SMOOTH,
     out_shape: tuple[int, int] | None = None,
+    unique: bool = False,
 ) -> GuidanceSamples:
     """Draw ``n_samples`` guidance maps from the predictor's outputs (see the module docstring).
 
@@ -105,6 +115,8 @@ def sample_guidance(
         long side (0: none)
     out_shape : (H, W) of the maps to return when the logits are at a working resolution: the
         logits are scaled up (bilinear) and the regions with them (nearest)
+    unique : return each distinct map once (fewer than ``n_samples`` when the image has fewer
+        explanations); otherwise the most plausible ones repeat to make ``n_samples``
     """
     if n_samples < 1:
         raise ValueError(f"n_samples must be at least 1, got {n_samples}")
@@ -144,7 +156,7 @@ def sample_guidance(
     keys = log_prob + rng.gumbel(size=len(log_prob))
     chosen = np.argsort(-keys, kind="stable")[: min(n_samples, len(log_prob))]
     chosen = chosen[np.argsort(-log_prob[chosen], kind="stable")]
-    if len(chosen) < n_samples:  # fewer distinct maps than asked for: repeat, most plausible first
+    if len(chosen) < n_samples and not unique:  # fewer distinct maps than asked: repeat them
         chosen = np.resize(chosen, n_samples)
 
     if out_shape is not None and tuple(out_shape) != (h, w):
@@ -154,14 +166,54 @@ def sample_guidance(
         region = cv2.resize(region, (ow, oh), interpolation=cv2.INTER_NEAREST)
     mode_sign = np.where(sign_logit > 0, 1, -1).astype(np.int8)
     areas = np.bincount(region[region >= 0].ravel(), minlength=m)[:m].astype(np.float64)
-    out = np.empty((n_samples,) + mode_sign.shape, np.uint8)
+    out = np.empty((len(chosen),) + mode_sign.shape, np.uint8)
     for j, p in enumerate(chosen):
         flips = patterns[p]
         # The small regions follow the orientation that most of the flippable area took.
         rest = 1 if not m or float(np.dot(flips, areas)) >= 0 else -1
         lut = np.append(flips, rest).astype(np.int8)  # index -1 -> the rest
         out[j] = labels_from_axis_sign(axis, mode_sign * lut[region])
-    return GuidanceSamples(out, log_prob[chosen].astype(np.float32), m)
+    scores = log_prob[chosen].astype(np.float32)
+    if unique:  # two patterns can still give one map (a region lost when scaled): keep one
+        seen, keep = set(), []
+        for j, sample in enumerate(out):
+            if sample.tobytes() not in seen:
+                seen.add(sample.tobytes())
+                keep.append(j)
+        out, scores = out[keep], scores[keep]
+    return GuidanceSamples(out, scores, m)
+
+
+def plausibility_ranks(log_prob, tol: float = 1e-4) -> np.ndarray:
+    """Rank (1 = most plausible) of each sample of a list in decreasing order of ``log_prob``;
+    samples whose scores differ by less than ``tol`` share a rank (a map and its time-reversal
+    always do)."""
+    log_prob = np.asarray(log_prob, np.float64)
+    ranks = np.ones(len(log_prob), int)
+    for j in range(1, len(log_prob)):
+        tie = abs(log_prob[j] - log_prob[j - 1]) < tol
+        ranks[j] = ranks[j - 1] if tie else ranks[j - 1] + 1
+    return ranks
+
+
+def describe_order(log_prob, asked: int | None = None) -> str:
+    """What a list of samples (in :func:`sample_guidance`'s order) is, in words: how many
+    distinct maps (and that the image has no more, when fewer than ``asked``) and which order
+    they are in, claiming "most plausible first" only for scores that differ."""
+    ranks = plausibility_ranks(log_prob)
+    n = len(ranks)
+    text = f"{n} distinct sample{'s' if n != 1 else ''}"
+    if asked is not None and n < asked:
+        text += f" (the image has no more than {n} distinct explanation{'s' if n != 1 else ''})"
+    if n < 2:
+        return text
+    if ranks[-1] == 1:
+        return text + ", all equally plausible (no order)"
+    if ranks[-1] == n:
+        return text + ", most plausible first"
+    groups = [np.flatnonzero(ranks == r) + 1 for r in range(1, ranks[-1] + 1)]
+    ties = "; ".join(" = ".join(map(str, g)) for g in groups if len(g) > 1)
+    return text + f", most plausible first; equally plausible: {ties}"
 
 
 def _upsample_argmax(logits: np.ndarray, h: int, w: int) -> np.ndarray:
@@ -211,6 +263,7 @@ def predict_guidance(
     model=None,
     max_side: int = DEFAULT_MAX_SIDE,
     return_log_prob: bool = False,
+    unique: bool = False,
 ):
     """Sample ``n_samples`` plausible guidance maps for a blurry image.
 
@@ -225,10 +278,14 @@ def predict_guidance(
     model : an already built predictor module, used instead of ``weights``
     max_side : working resolution (long side, pixels) of the predictor
     return_log_prob : also return the samples' log-probabilities under the model
+    unique : return each distinct map once: fewer than ``n_samples`` maps when the image has
+        fewer distinct explanations (what the CLI and the napari dock show)
 
     Returns
     -------
-    (n_samples, H, W) uint8 label maps, most plausible first (and the (n_samples,) log-probs).
+    (n_samples, H, W) uint8 label maps (fewer with ``unique``), in decreasing order of
+    plausibility (and the log-probs). A map and its time-reversal are always equally plausible:
+    :func:`describe_order` says which samples tie.
     """
     from . import engine
     from .weights import cached_model
@@ -250,6 +307,7 @@ def predict_guidance(
         int(n_samples),
         rng=np.random.default_rng(seed),
         out_shape=rgb.shape[:2],
+        unique=unique,
     )
     if return_log_prob:
         return samples.labels, samples.log_prob
