@@ -192,15 +192,18 @@ class LayerCombo(QComboBox):
         extras: Sequence[tuple[str, Any]] = (),
         parent: QWidget | None = None,
         prefer: Callable[[Any], bool] | None = None,
+        fallback: Any = None,
     ):
         """``prefer(layer)``: the layers to pick by default, the newest first (others only
-        when none is preferred), when a preferred layer is added, and when the user selects
-        one in the layer list; None: the top layer, and the selection is left alone."""
+        when none is preferred, or the extra entry whose value is ``fallback`` when given),
+        when a preferred layer is added, and when the user selects one in the layer list;
+        None: the top layer, and the selection is left alone."""
         super().__init__(parent)
         self._viewer = viewer
         self._types = layer_types
         self._extras = list(extras)
         self._prefer = prefer
+        self._fallback = fallback
         self._entries: list[tuple[str, Any, Any]] = []  # (text, layer or None, extra value)
         events = viewer.layers.events
         events.inserted.connect(self._on_inserted)
@@ -243,7 +246,13 @@ class LayerCombo(QComboBox):
         self._entries += [(text, None, value) for text, value in self._extras]
         index = 0
         if self._prefer is not None:  # by default, the newest preferred layer
-            index = next((k for k, e in enumerate(self._entries) if self._preferred(e[1])), 0)
+            preferred = [k for k, e in enumerate(self._entries) if self._preferred(e[1])]
+            fallback = [
+                k
+                for k, (_, layer, value) in enumerate(self._entries)
+                if layer is None and self._fallback is not None and value == self._fallback
+            ]
+            index = (preferred or fallback or [0])[0]
         for k, (text, layer, _) in enumerate(self._entries):
             if before is not None and (
                 layer is before[1] if before[1] is not None else text == before[0]

@@ -1,8 +1,10 @@
 """napari widgets: paint motion guidance, and decompose a blurry image into its frames.
 
 Widgets are thin. :class:`DecomposeWidget` collects its inputs on the main thread, runs
-:func:`decompose_job` (the engine's generator, plus model loading) in a napari ``thread_worker``
-and turns the returned frames into one Image layer on the main thread. The job never touches Qt
+:func:`decompose_job` (the learned engine's generator, plus model loading) or
+:func:`._kernel_widget.kernel_job` (the blur-kernel engine; its path tools live in
+:class:`._kernel_widget.KernelPanel`) in a napari ``thread_worker`` and turns the returned
+frames into one Image layer on the main thread. The job never touches Qt
 or napari objects; a cancelled or failed run leaves the layer list as it was.
 """
 
@@ -16,7 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from qtpy.QtWidgets import (
+    QComboBox,
     QFormLayout,
+    QGroupBox,
     QLabel,
     QProgressBar,
     QPushButton,
@@ -68,6 +72,10 @@ class Outcome:
 NEIGHBORS = "neighbors"
 #: Guidance-combo entry: the guidance predictor's most plausible sample.
 PREDICTED = "predicted"
+#: Guidance-combo entry (blur-kernel engine): no guidance, the whole image follows the paths.
+NO_GUIDANCE = "none"
+#: Engine-combo entries: (text, value).
+ENGINES = (("blur kernel (no training)", "kernel"), ("learned decomposer", "learned"))
 
 
 def decompose_job(
@@ -123,8 +131,10 @@ def decompose_job(
 
 
 def _is_input(layer) -> bool:
-    """What the image combo picks by default: an image or video, not a result of ours."""
-    return not is_result(layer)
+    """What the image combo picks by default: an image or video, not a result or a preview of
+    ours."""
+    meta = (getattr(layer, "metadata", None) or {}).get(METADATA_KEY) or {}
+    return not is_result(layer) and not meta.get("preview")
 
 
 @dataclass
@@ -153,12 +163,25 @@ class DecomposeWidget(CancelOnClose, QWidget):
         super().__init__()
         from napari.layers import Image, Labels
 
+        from ._kernel_widget import KernelPanel
+
         self.viewer = napari_viewer
-        self.model_override: torch.nn.Module | None = None
+        self._model_override: torch.nn.Module | None = None
         self.predictor_override: torch.nn.Module | None = None
         self._worker = None
         self._cancel = threading.Event()
         self._job: _Job | None = None
+        self._active_button: QPushButton | None = None
+        self._guidance_picked = False  # the user chose the guidance entry themselves
+
+        self.engine_combo = QComboBox()
+        for text, value in ENGINES:
+            self.engine_combo.addItem(text, value)
+        self.engine_combo.setToolTip(
+            "Blur kernel: the blur is explained by blur paths (drawn or estimated) and undone "
+            "by deconvolution; no training, strong on camera shake and things moving one way. "
+            "Learned: the decomposer network (chosen when you pick a weights file)."
+        )
 
         order = [1, 2, 3, 4, 0]
         uniform = [(f"uniform: {direction_text(lab)}", lab) for lab in order]
@@ -167,6 +190,7 @@ class DecomposeWidget(CancelOnClose, QWidget):
             *uniform,
             ("from neighbouring frames (video)", NEIGHBORS),
             ("predicted (most plausible sample)", PREDICTED),
+            ("none (blur kernel: whole image, time from the path)", NO_GUIDANCE),
         ]
         self.guidance_combo = LayerCombo(napari_viewer, (Labels,), extras=extras)
         self.guidance_combo.setToolTip(
@@ -187,6 +211,7 @@ class DecomposeWidget(CancelOnClose, QWidget):
         self.tile_spin.setSpecialValueText("auto")
         self.tile_spin.setSuffix(" px")
         self.tile_spin.setToolTip("Tile side; smaller tiles need less memory. auto: by device")
+        self.kernel = KernelPanel(self, napari_viewer)
         self.run_button = QPushButton("Run")
         self.progress = QProgressBar()
         self.progress.setRange(0, 1)
@@ -195,22 +220,32 @@ class DecomposeWidget(CancelOnClose, QWidget):
         self.status.setWordWrap(True)
 
         form = QFormLayout()
+        form.addRow("Engine", self.engine_combo)
         form.addRow("Image", self.image_combo)
         form.addRow("Guidance", self.guidance_combo)
-        form.addRow("Weights", self.weights_edit.native)
-        form.addRow("Predictor", self.predictor_edit.native)
-        form.addRow("Device", self.device_combo)
-        form.addRow("Tile", self.tile_spin)
+        learned = QFormLayout()
+        learned.addRow("Weights", self.weights_edit.native)
+        learned.addRow("Predictor", self.predictor_edit.native)
+        learned.addRow("Device", self.device_combo)
+        learned.addRow("Tile", self.tile_spin)
+        self.learned_box = QGroupBox("Learned decomposer")
+        self.learned_box.setLayout(learned)
         self._inputs = [
+            self.engine_combo,
             self.image_combo,
             self.guidance_combo,
             self.weights_edit.native,
             self.predictor_edit.native,
             self.device_combo,
             self.tile_spin,
+            *self.kernel.inputs,
+            *self.kernel.buttons,
         ]
+        self._buttons = {self.run_button: "Run", self.kernel.estimate_button: "Estimate blur path"}
         layout = QVBoxLayout(scroll_body(self))
         layout.addLayout(form)
+        layout.addWidget(self.kernel)
+        layout.addWidget(self.learned_box)
         layout.addWidget(self.run_button)
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
@@ -219,10 +254,46 @@ class DecomposeWidget(CancelOnClose, QWidget):
         fit_scroll_body(self)
         self.run_button.clicked.connect(self._on_run_clicked)
         self.image_combo.changed.connect(self._prefer_guidance_layer)
+        self.guidance_combo.activated.connect(self._on_guidance_picked)
+        self.engine_combo.currentIndexChanged.connect(self._on_engine_changed)
+        self.weights_edit.changed.connect(self._on_weights_changed)
         napari_viewer.layers.events.inserted.connect(self._on_layer_inserted)
         napari_viewer.layers.events.removed.connect(self._on_layer_removed)
         self._reported: set[str] = set()  # the layers the status line names
+        self._on_engine_changed()
+
+    # -- engine ----------------------------------------------------------------------------
+
+    @property
+    def model_override(self) -> torch.nn.Module | None:
+        return self._model_override
+
+    @model_override.setter
+    def model_override(self, model) -> None:
+        """A decomposer module to use instead of the weights file: picks the learned engine."""
+        self._model_override = model
+        if model is not None:
+            self.set_engine("learned")
+
+    def engine(self) -> str:
+        """ "kernel" or "learned"."""
+        return self.engine_combo.currentData()
+
+    def set_engine(self, engine: str) -> None:
+        self.engine_combo.setCurrentIndex(self.engine_combo.findData(engine))
+
+    def _on_weights_changed(self, value=None) -> None:
+        if self.weights_edit.value:  # a chosen weights file is for the learned engine
+            self.set_engine("learned")
+
+    def _on_engine_changed(self, index=None) -> None:
+        kernel = self.engine() == "kernel"
+        self.kernel.setVisible(kernel)
+        self.learned_box.setVisible(not kernel)
         self._prefer_guidance_layer()
+
+    def _on_guidance_picked(self, index=None) -> None:
+        self._guidance_picked = True
 
     # -- choices ---------------------------------------------------------------------------
 
@@ -235,9 +306,16 @@ class DecomposeWidget(CancelOnClose, QWidget):
         for name in (f"{image.name} guidance", f"{image.name} guidance samples"):
             if self.guidance_combo.select(name):
                 return
+        current = self.guidance_combo.current()
         if image.ndim > 2 and not is_result(image):
             self.guidance_combo.select_value(NEIGHBORS)
-        elif self.guidance_combo.current() == NEIGHBORS:  # a photo has no neighbours
+        elif current == NEIGHBORS:  # a photo has no neighbours
+            self.guidance_combo.setCurrentIndex(0)
+        kernel = self.engine() == "kernel"
+        current = self.guidance_combo.current()
+        if kernel and isinstance(current, int) and not self._guidance_picked:
+            self.guidance_combo.select_value(NO_GUIDANCE)  # the paths say which way
+        elif not kernel and current == NO_GUIDANCE:
             self.guidance_combo.setCurrentIndex(0)
 
     def _on_layer_inserted(self, event) -> None:
@@ -254,8 +332,9 @@ class DecomposeWidget(CancelOnClose, QWidget):
             self._reported = set()
             self.status.setText(f"'{name}' was deleted. Pick an image and its guidance, then Run.")
 
-    def _collect(self) -> _Job:
-        """Read the inputs from the layers (main thread); ValueError says what is missing."""
+    def _collect(self, kernel: bool | None = None) -> _Job:
+        """Read the inputs from the layers (main thread); ValueError says what is missing.
+        ``kernel``: for the blur-kernel engine (guidance optional); None: the engine chosen."""
         from napari.layers import Labels
 
         layer = self.image_combo.current()
@@ -277,6 +356,13 @@ class DecomposeWidget(CancelOnClose, QWidget):
         elif isinstance(source, int):
             guidance = np.full((h, w), source, dtype=np.uint8)
             name = f"uniform {NAMES[source]}"
+        elif source == NO_GUIDANCE:
+            if not (kernel if kernel is not None else self.engine() == "kernel"):
+                raise ValueError(
+                    "The learned decomposer needs guidance: paint a guidance layer, pick a "
+                    "uniform direction or 'predicted'."
+                )
+            return _Job(layer.name, image, layer, None, "none", frame, spatial_transform(layer))
         else:
             raise ValueError("No guidance: paint a guidance layer or pick a uniform direction.")
         try:
@@ -349,44 +435,76 @@ class DecomposeWidget(CancelOnClose, QWidget):
 
         if self.running:
             return self._worker
+        kernel = self.engine() == "kernel"
         try:
             job = self._collect()
+            paths = self.kernel.paths(job.layer) if kernel else None
         except ValueError as exc:
             self._fail(str(exc))
             return None
-        weights = self.weights_edit.value
+        if kernel:
+            from ._kernel_widget import kernel_job
+
+            worker = thread_worker(kernel_job, start_thread=False)(
+                job.image,
+                job.guidance,
+                paths,
+                kernel_bound=self.kernel.kernel_bound,
+                strength=self.kernel.strength,
+                cancel=self._new_cancel(),
+                estimating=job.estimating,
+            )
+        else:
+            weights = self.weights_edit.value
+            worker = thread_worker(decompose_job, start_thread=False)(
+                job.image,
+                job.guidance,
+                weights=str(weights) if weights else None,
+                model=self.model_override,
+                device=self.device_combo.currentText(),
+                tile=self.tile_spin.value() or None,
+                cancel=self._new_cancel(),
+                estimating=job.estimating,
+            )
         self._job = job
-        self._cancel = threading.Event()
-        worker = thread_worker(decompose_job, start_thread=False)(
-            job.image,
-            job.guidance,
-            weights=str(weights) if weights else None,
-            model=self.model_override,
-            device=self.device_combo.currentText(),
-            tile=self.tile_spin.value() or None,
-            cancel=self._cancel.is_set,
-            estimating=job.estimating,
-        )
-        worker.yielded.connect(self._on_progress)
         worker.returned.connect(self._on_returned)
+        return self._start(worker, self.run_button, "Starting...")
+
+    def _new_cancel(self) -> Callable[[], bool]:
+        self._cancel = threading.Event()
+        return self._cancel.is_set
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether Cancel was clicked during the current (or last) run."""
+        return self._cancel.is_set()
+
+    def _start(self, worker, button: QPushButton, message: str):
+        """Start ``worker`` (its ``returned`` already connected) with ``button`` as its Cancel
+        button, the other inputs disabled, and progress in the bar and status line."""
+        worker.yielded.connect(self._on_progress)
         worker.errored.connect(self._on_errored)
         worker.finished.connect(self._on_finished)
         self._worker = worker
-        self.run_button.setText("Cancel")
+        self._active_button = button
+        for other in self._buttons:
+            other.setEnabled(other is button)
+        button.setText("Cancel")
         for widget in self._inputs:
             widget.setEnabled(False)
-        self.progress.setRange(0, 0)  # busy until the first tile
-        self.status.setText("Starting...")
+        self.progress.setRange(0, 0)  # busy until the first step
+        self.status.setText(message)
         worker.start()
         return worker
 
     def cancel(self) -> None:
-        """Ask the running job to stop after its current tile."""
+        """Ask the running job to stop after its current step."""
         if self.running:
             self._cancel.set()
-            self.run_button.setEnabled(False)
-            self.run_button.setText("Cancelling...")
-            self.status.setText("Cancelling after the current tile...")
+            button = self._active_button or self.run_button
+            button.setEnabled(False)
+            button.setText("Cancelling...")
+            self.status.setText("Cancelling after the current step...")
 
     def _on_progress(self, p) -> None:
         if p.total:
@@ -410,10 +528,19 @@ class DecomposeWidget(CancelOnClose, QWidget):
                 self.viewer.layers.selection.active = layer
             self._reported = {layer.name, job.image_name}
             at = "" if job.frame is None else f" of video frame {job.frame}"
+            notes = out.extra.get("notes") or []
+            engine = "" if out.extra.get("engine") != "kernel" else " (blur kernel)"
             self.status.setText(
-                f"Done in {out.seconds:.1f} s on {out.device}: {len(out.frames)} frames{at} in "
-                f"'{layer.name}'. Step through them with the '{layer.axis_labels[0]}' slider."
+                f"Done in {out.seconds:.1f} s on {out.device}{engine}: {len(out.frames)} "
+                f"frames{at} in '{layer.name}'. Step through them with the "
+                f"'{layer.axis_labels[0]}' slider." + "".join(f" {n}" for n in notes)
             )
+            if out.extra.get("engine") == "kernel":
+                from napari.utils.notifications import show_warning
+
+                self.kernel.remove_preview(job.image_name)
+                for note in notes:
+                    show_warning(note)
 
     def _on_errored(self, exc: Exception) -> None:
         # Unexpected errors only (expected ones come back in the Outcome); napari's worker also
@@ -423,8 +550,10 @@ class DecomposeWidget(CancelOnClose, QWidget):
     def _on_finished(self) -> None:
         self._worker = None
         self._job = None
-        self.run_button.setText("Run")
-        self.run_button.setEnabled(True)
+        self._active_button = None
+        for button, text in self._buttons.items():
+            button.setText(text)
+            button.setEnabled(True)
         for widget in self._inputs:
             widget.setEnabled(True)
         done = self.progress.maximum() > 0 and self.progress.value() == self.progress.maximum()

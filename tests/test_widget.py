@@ -344,6 +344,7 @@ def test_missing_weights_is_a_message_not_a_traceback(
     viewer = make_napari_viewer()
     viewer.add_image(astronaut, name="blurry")
     widget = _decompose_widget(viewer)  # no model_override, no weights file
+    widget.set_engine("learned")  # (the blur-kernel engine, the default, needs no weights)
     _run(qtbot, widget)
     status = widget.status.text()
     assert "No trained default decomposer weights" in status and "Weights field" in status
