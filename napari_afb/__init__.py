@@ -13,9 +13,26 @@ Importing this package is cheap: torch loads on the first call that needs it.
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from typing import TYPE_CHECKING
 
 __version__ = "0.1.0.dev0"
+
+
+def _quiet_openmp() -> None:
+    """Let idle OpenMP threads sleep instead of spinning (``OMP_WAIT_POLICY=PASSIVE``), before
+    torch loads its OpenMP runtime, which reads the variable once. Spinning threads fight every
+    other busy process for the cores: beside another torch job on a 2-core machine
+    ``decompose`` took a median 3.2 s with them and 2.3 s without (``benchmarks/bench_threads.py``,
+    ``benchmarks/results/threads_vm.json``). A value the user set wins;
+    ``NAPARI_AFB_KEEP_OMP=1`` leaves the environment alone."""
+    if "torch" in sys.modules or os.environ.get("NAPARI_AFB_KEEP_OMP"):
+        return
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+_quiet_openmp()
 
 _LAZY = {
     "batch": "napari_afb.batch",
