@@ -443,7 +443,9 @@ def _reason(exc: BaseException) -> str:
 
 def local_layout(workers: int | None = None, threads: int | None = None) -> tuple[int, int]:
     """(worker processes, torch threads each) for a local cluster: by default half as many
-    workers as cores (at least one), the cores shared out among them as torch threads."""
+    workers as cores (at least one), the cores shared out among them as torch threads. On 2
+    busy cores neither layout won clearly (benchmarks/results/batch_cpu.txt): 2 x 1 was faster
+    on 128-px inputs, 1 x 2 on 320-px ones; one worker also holds one torch and one model."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     cores = cores or 1
     workers = workers or max(1, cores // 2)
