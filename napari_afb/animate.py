@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 from . import engine
+from . import engine as engine_mod  # (animate_video's own ``engine`` is the engine's name)
 from .engine import Progress
 from .export import Mp4Writer, _rgb_even, check_folder
 from .flow import guidance_from_neighbors
@@ -98,13 +99,20 @@ def animate_frames(
     cancel: Callable[[], bool] | None = None,
     guidance: str = "neighbors",
     predictor=None,
+    kernel: dict | None = None,
 ) -> Generator[Progress, None, None]:
     """Decompose the video frames ``frames`` of ``video`` (a sequence of (H, W[, C]) frames:
     a :class:`~napari_afb.video.VideoArray`, an array) in order; ``emit`` receives each one's
     N frames. Guidance comes from the true neighbouring frames, also outside ``frames``.
     Yields :class:`~napari_afb.engine.Progress` per video frame (``done`` counts frames of the
-    range); ``cancel`` is polled between tiles and frames."""
+    range); ``cancel`` is polled between tiles and frames.
+
+    ``kernel``: run the blur-kernel engine instead of ``model``, with these options of
+    :func:`napari_afb.kernel.decompose.decompose_iter` plus ``shutter`` (the exposure's share of
+    the frame interval); each frame's blur paths come from the flow to its neighbours."""
     _check_guidance(guidance, predictor)
+    if kernel is not None and guidance != "neighbors":
+        raise ValueError("the kernel engine takes each frame's blur paths from its neighbours")
     n_video, total = len(video), len(frames)
     stop = cancel or (lambda: False)
     first = frames[0]
@@ -112,7 +120,9 @@ def animate_frames(
     cur, last_labels = video[first], None
     for k, t in enumerate(frames):
         nxt = video[t + 1] if t + 1 < n_video else None
-        if guidance == "predict":
+        if kernel is not None:
+            gen = _kernel_frames(prev, cur, nxt, kernel, stop)
+        elif guidance == "predict":
             samples = predict_guidance(
                 cur, PREDICT_SAMPLES, seed=0, model=predictor, device=str(device)
             )
@@ -123,7 +133,11 @@ def animate_frames(
             labels = guidance_from_neighbors(prev, cur, nxt)
         if stop():
             raise engine.Cancelled(f"cancelled at video frame {t} ({k} of {total} done)")
-        out = yield from _frames_of(cur, labels, model, device, tile, stop, k, total)
+        if kernel is None:
+            gen = engine.decompose_iter(
+                cur, labels, model=model, device=device, tile=tile, cancel=stop
+            )
+        out = yield from _frames_of(gen, k, total)
         emit(out)
         yield Progress(k + 1, total, f"video frame {t} done ({k + 1} of {total})")
         prev, cur = cur, nxt
@@ -143,6 +157,7 @@ def animate_iter(
     start: int | None = None,
     stop: int | None = None,
     speed: str = "slow",
+    kernel: dict | None = None,
 ) -> Generator[Progress, None, dict]:
     """Decompose the frames ``start`` to ``stop`` (exclusive; default: all) of the video
     ``source`` and write ``out`` (.mp4: H.264 where PyAV is installed, else mp4v; .avi: MJPG)
@@ -150,6 +165,8 @@ def animate_iter(
     times it).
 
     ``guidance`` is "neighbors" or "predict" (then ``predictor`` is the predictor module).
+    ``kernel``: options of the blur-kernel engine, which then runs instead of ``model`` (see
+    :func:`animate_frames`).
 
     Yields :class:`~napari_afb.engine.Progress` per video frame; returns a summary dict (frames
     in and out, frame rates, size). ``cancel`` is polled between tiles and frames.
@@ -171,7 +188,7 @@ def animate_iter(
     n_video, h, w = video.shape[:3]
     frames = frame_range(n_video, start, stop)
     fps_in = video.fps or 25.0
-    n = int(model.n_frames)
+    n = int(model.n_frames) if kernel is None else int(kernel.get("n_frames", 7))
     fps_out = fps_in * n if speed == "real" else fps_in
     tmp = out.with_name(f".{out.name}.{os.getpid()}.partial{out.suffix}")
     size = (w + w % 2, h + h % 2)
@@ -196,6 +213,7 @@ def animate_iter(
             cancel=cancel,
             guidance=guidance,
             predictor=predictor,
+            kernel=kernel,
         )
         writer.close()
         os.replace(tmp, out)
@@ -203,6 +221,7 @@ def animate_iter(
         writer.close()
         tmp.unlink(missing_ok=True)
     return {
+        "engine": "learned" if kernel is None else "kernel",
         "guidance": guidance,
         "frames_in": len(frames),
         "first": frames[0],
@@ -233,16 +252,33 @@ class _AviWriter:
         self._cv.release()
 
 
-def _frames_of(image, labels, model, device, tile, stop, t, n_in):
-    """The engine's generator for one video frame, its tile progress folded into frame t."""
-    gen = engine.decompose_iter(image, labels, model=model, device=device, tile=tile, cancel=stop)
+def _kernel_frames(prev, cur, nxt, options: dict, stop):
+    """The kernel engine's job for one video frame, paths from its neighbours (a one-frame
+    video has none: its frames are copies)."""
+    from .kernel.decompose import decompose_iter
+    from .kernel.video import DEFAULT_SHUTTER, blur_paths_from_neighbors
+
+    opts = dict(options)
+    shutter = opts.pop("shutter", DEFAULT_SHUTTER)
+    if prev is None and nxt is None:
+        paths, labels = [], np.zeros(cur.shape[:2], np.uint8)
+    else:
+        paths, labels = blur_paths_from_neighbors(prev, cur, nxt, shutter=shutter)
+    # a measured path is the truth of this frame, not a guess to bound
+    bound = max([opts.pop("kernel_bound", 51), *(int(p.extent()) + 3 for p in paths)])
+    return decompose_iter(cur, labels, paths, kernel_bound=bound, cancel=stop, **opts)
+
+
+def _frames_of(gen, t, n_in):
+    """Run one video frame's job, its progress messages folded into frame t; the frames."""
     try:
         while True:
             p = next(gen)
             if p.message and not p.total:
                 yield Progress(t, n_in, p.message)
     except StopIteration as done:
-        return done.value
+        result = done.value
+    return getattr(result, "frames", result)  # the kernel engine returns a KernelResult
 
 
 def animate_video(
@@ -261,6 +297,10 @@ def animate_video(
     start: int | None = None,
     stop: int | None = None,
     speed: str = "slow",
+    engine: str = "auto",
+    shutter: float = 0.5,
+    kernel_bound: int = 51,
+    strength: float | str = "auto",
 ) -> dict:
     """Turn a blurry video into a sharp one with N times the frame rate (see module docstring).
 
@@ -271,10 +311,32 @@ def animate_video(
     (exclusive) pick a range of video frames (default: all). ``speed``: "slow" (slow motion at
     the source's frame rate, the default) or "real" (real time, N times the rate). Returns a
     summary dict (its ``codec`` says which codec wrote the video).
+
+    ``engine``: "kernel" (each frame deblurred along the paths its neighbours' flow gives, the
+    exposure taking ``shutter`` of the frame interval), "learned", or "auto" (learned when
+    ``weights`` or ``model`` is given, else kernel); ``kernel_bound`` and ``strength`` as in
+    :func:`napari_afb.decompose`.
     """
+    from .api import choose_engine
+
+    if choose_engine(engine, weights, model) == "kernel":
+        options = {"shutter": shutter, "kernel_bound": kernel_bound, "strength": strength}
+        gen = animate_iter(
+            source,
+            out,
+            model=None,
+            device=None,
+            overwrite=overwrite,
+            cancel=cancel,
+            start=start,
+            stop=stop,
+            speed=speed,
+            kernel=options,
+        )
+        return engine_mod.drive(gen, progress, desc="animate", unit="frame")
     from .weights import cached_model, model_on
 
-    dev = engine.select_device(device)
+    dev = engine_mod.select_device(device)
     model, _ = model_on(model, weights, dev)
     predictor = None
     if guidance == "predict":
@@ -293,4 +355,4 @@ def animate_video(
         stop=stop,
         speed=speed,
     )
-    return engine.drive(gen, progress, desc="animate", unit="frame")
+    return engine_mod.drive(gen, progress, desc="animate", unit="frame")

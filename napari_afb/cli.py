@@ -122,6 +122,7 @@ def _parser() -> argparse.ArgumentParser:
         help="where each frame's guidance comes from: its neighbouring frames (default) or "
         "the guidance predictor",
     )
+    _add_engine_options(a, video=True)
     _add_run_options(a)
     _add_predictor_options(a)
     a.add_argument("--overwrite", action="store_true", help="replace an existing output file")
@@ -311,7 +312,7 @@ def _positive(text: str) -> float:
     return value
 
 
-def _add_engine_options(p: argparse.ArgumentParser) -> None:
+def _add_engine_options(p: argparse.ArgumentParser, video: bool = False) -> None:
     p.add_argument(
         "--engine",
         choices=["auto", "kernel", "learned"],
@@ -319,6 +320,21 @@ def _add_engine_options(p: argparse.ArgumentParser) -> None:
         help="kernel: blur paths + deconvolution; learned: the decomposer network; auto "
         "(default): learned when --weights is given, else kernel",
     )
+    if video:
+        p.add_argument(
+            "--shutter",
+            type=float,
+            default=0.5,
+            metavar="FRACTION",
+            help="kernel engine: the share of the frame interval the shutter was open, in (0, "
+            "1] (default 0.5); each frame's blur path is this times its motion per frame",
+        )
+    else:
+        _add_path_options(p)
+    _add_kernel_options(p)
+
+
+def _add_path_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--path",
         action="append",
@@ -330,6 +346,9 @@ def _add_engine_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--paths", type=Path, metavar="FILE", help="kernel engine: blur paths from a JSON file"
     )
+
+
+def _add_kernel_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--kernel-bound",
         type=int,
@@ -664,9 +683,14 @@ def _animate(args) -> int:
         start=args.start,
         stop=args.stop,
         speed=args.speed,
+        engine=args.engine,
+        shutter=args.shutter,
+        kernel_bound=args.kernel_bound,
+        strength=_kernel_strength(args.strength),
     )
     print(
-        f"wrote {args.out} (guidance: {summary['guidance']}): {summary['frames_in']} frames "
+        f"wrote {args.out} ({summary['engine']} engine, guidance: {summary['guidance']}): "
+        f"{summary['frames_in']} frames "
         f"({summary['first']} to {summary['stop'] - 1}) at {summary['fps_in']:g} fps -> "
         f"{summary['frames_out']} frames at {summary['fps_out']:g} fps ({summary['speed']}), "
         f"{summary['size']}, codec {summary['codec']} (audio {summary['audio']})"

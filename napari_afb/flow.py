@@ -12,7 +12,13 @@ import numpy as np
 from .guidance import VIDEO_THRESHOLD, guidance_from_flow
 from .images import to_rgb_float  # the same input checks as decompose()
 
-__all__ = ["backward_warp", "consistency_mask", "dis_flow", "guidance_from_neighbors"]
+__all__ = [
+    "backward_warp",
+    "consistency_mask",
+    "dis_flow",
+    "guidance_from_neighbors",
+    "motion_from_neighbors",
+]
 
 _local = threading.local()  # one DIS object per thread: they are not safe to share
 
@@ -89,6 +95,14 @@ def guidance_from_neighbors(prev, current, next=None, *, threshold: float = VIDE
         ``prev`` or ``next`` may be None (first or last frame of a video), not both.
     Returns an (H, W) uint8 label map.
     """
+    motion, _ = motion_from_neighbors(prev, current, next)
+    return guidance_from_flow(motion, threshold=threshold)
+
+
+def motion_from_neighbors(prev, current, next=None):  # noqa: A002 (as guidance_from_neighbors)
+    """The motion of ``current``'s pixels in px per video frame toward the future, from the
+    flows to its neighbouring frames (see :func:`guidance_from_neighbors`), and where it was
+    measured: ((H, W, 2) float32 (dx, dy), (H, W) bool)."""
     if prev is None and next is None:
         raise ValueError("guidance_from_neighbors needs at least one neighbouring frame")
     cur = _grey(current)
@@ -112,4 +126,4 @@ def guidance_from_neighbors(prev, current, next=None, *, threshold: float = VIDE
         num += motion * valid[..., None]
         count += valid
     motion = np.where(count[..., None] > 0, num / np.maximum(count, 1)[..., None], 0.0)
-    return guidance_from_flow(motion.astype(np.float32), threshold=threshold)
+    return motion.astype(np.float32), count > 0
