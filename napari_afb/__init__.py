@@ -1,11 +1,12 @@
 """napari-afb: animation from blur.
 
-Turn a motion-blurred photo into the sharp frames its exposure averaged, guided by a map of
-motion directions. Usable from napari (the plugin), from Python and from the ``napari-afb``
-command line::
+Turn a motion-blurred photo into the sharp frames its exposure averaged. Usable from napari
+(the plugin), from Python and from the ``napari-afb`` command line::
 
     import napari_afb
-    frames = napari_afb.decompose(image, guidance)   # (N, H, W, 3), in time order
+    frames = napari_afb.decompose(image)                             # blur path estimated
+    frames = napari_afb.decompose(image, paths="292,248,308,232")    # a path drawn x0,y0,x1,y1
+    frames = napari_afb.decompose(image, guidance)   # time's direction from a guidance map
 
 Importing this package is cheap: torch loads on the first call that needs it.
 """
@@ -35,8 +36,11 @@ def _quiet_openmp() -> None:
 _quiet_openmp()
 
 _LAZY = {
+    "BlurPath": "napari_afb.kernel.paths",
     "batch": "napari_afb.batch",
+    "blur_paths_from_neighbors": "napari_afb.kernel.video",
     "decompose": "napari_afb.api",
+    "estimate_blur_paths": "napari_afb.api",
     "guidance_from_flow": "napari_afb.guidance",
     "guidance_from_neighbors": "napari_afb.flow",
     "predict_guidance": "napari_afb.predict",
@@ -45,10 +49,12 @@ _LAZY = {
 __all__ = ["__version__", *_LAZY]
 
 if TYPE_CHECKING:  # pragma: no cover (for type checkers and IDEs)
-    from .api import decompose  # noqa: F401
+    from .api import decompose, estimate_blur_paths  # noqa: F401
     from .batch import batch  # noqa: F401
     from .flow import guidance_from_neighbors  # noqa: F401
     from .guidance import guidance_from_flow  # noqa: F401
+    from .kernel.paths import BlurPath  # noqa: F401
+    from .kernel.video import blur_paths_from_neighbors  # noqa: F401
     from .predict import predict_guidance  # noqa: F401
 
 

@@ -271,3 +271,22 @@ def test_the_plate_photo_gets_sharp_with_a_drawn_and_an_estimated_path():
     assert 18 < p.extent() < 32
     for res in (drawn, est):
         assert edges(res.frames[3]) > 1.8 * edges(plate)
+
+
+def test_the_kernel_engine_runs_without_torch_napari_or_qt():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "for name in ('torch', 'napari', 'qtpy', 'PyQt5', 'PyQt6', 'magicgui'):\n"
+        "    sys.modules[name] = None\n"
+        "import numpy as np\n"
+        "from napari_afb.jobs import run\n"
+        "from napari_afb.kernel.decompose import decompose_iter\n"
+        "img = np.random.default_rng(0).random((40, 50, 3)).astype(np.float32)\n"
+        "print(run(decompose_iter(img, None, '10,10,20,12')).frames.shape)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "(7, 40, 50, 3)" in r.stdout
