@@ -392,19 +392,28 @@ def video_chunk_task(source: str, first: int, stop: int, options: BatchOptions) 
     does, guidance from their true neighbouring frames (also outside the chunk): their N
     frames each, as even-sized RGB uint8 frames ready for the encoder, (M * N, H', W', 3)."""
     from . import api
-    from .animate import PREDICT_SAMPLES, _continuing
+    from .animate import PREDICT_SAMPLES, _continuing, _kernel_frames
     from .export import _rgb_even
     from .flow import guidance_from_neighbors
+    from .jobs import run
     from .video import VideoArray
 
     try:
         video = VideoArray(source)
         n = len(video)
         kw = _decompose_kwargs(source, options)
+        # the kernel engine takes each frame's blur paths from its neighbours, as animate does
+        engine = api.choose_engine(kw.get("engine", "auto"), kw.get("weights"), kw.get("model"))
+        kernel = engine == "kernel" and options.guidance in ("auto", "neighbors")
+        kernel_opts = {k: kw[k] for k in ("kernel_bound", "strength", "n_frames") if k in kw}
         prev = video[first - 1] if first > 0 else None
         cur, last, out = video[first], None, []
         for t in range(first, stop):
             nxt = video[t + 1] if t + 1 < n else None
+            if kernel:
+                out.extend(_rgb_even(run(_kernel_frames(prev, cur, nxt, kernel_opts, None)).frames))
+                prev, cur = cur, nxt
+                continue
             if options.guidance == "predict":
                 from .predict import predict_guidance
 
