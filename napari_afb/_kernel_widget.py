@@ -113,7 +113,7 @@ def paths_from_shapes(shapes, image, *, kernel_bound: int) -> list[BlurPath]:
         i, kind = wrong[0]
         raise ValueError(
             f"'{name}' holds {kind}s (shape {i + 1}): blur paths are lines or paths drawn along "
-            f"a streak, start to end. Click 'New blur paths layer' and draw lines there, or "
+            f"a streak, start to end. Click 'Draw blur path' and draw lines there, or "
             f"pick another layer."
         )
     h, w = image_spatial_shape(image)
@@ -401,7 +401,7 @@ def kernel_inset(path: BlurPath, side: int = 120) -> np.ndarray:
 
 class KernelPanel(QGroupBox):
     """The blur-kernel engine's part of the Decompose dock: the paths layer, the kernel bound
-    and strength, *New blur paths layer*, *Estimate blur path*, *Reverse*, *Preview*, and the
+    and strength, *Draw blur path*, *Estimate blur path*, *Reverse*, *Preview*, and the
     kernel inset. ``host`` is the :class:`~napari_afb._widget.DecomposeWidget` (its image and
     guidance choice, progress bar, status line and worker)."""
 
@@ -443,7 +443,7 @@ class KernelPanel(QGroupBox):
         stored = settings()
         self.bound_spin.setValue(int(stored.value("decompose/kernel_bound", DEFAULT_BOUND)))
         self.strength_spin.setValue(float(stored.value("decompose/strength", 0.0)))
-        self.new_button = QPushButton("New blur paths layer")
+        self.new_button = QPushButton("Draw blur path")
         self.new_button.setToolTip(
             "Add (or select) '<image> blur paths' and draw a line along a streak, from where "
             "the motion began to where it ended"
@@ -455,7 +455,7 @@ class KernelPanel(QGroupBox):
         )
         self.reverse_button = QPushButton("Reverse")
         self.reverse_button.setToolTip("Flip the direction of time of the selected paths (all)")
-        self.preview_button = QPushButton("Preview on screen")
+        self.preview_button = QPushButton("Preview")
         self.preview_button.setToolTip(
             "Deblur the part of the image on screen (at most 0.5 MP) with the quick Wiener "
             "prior, as a temporary layer"
@@ -701,7 +701,7 @@ class KernelPanel(QGroupBox):
             return None
         if not paths:
             self.host._fail(
-                "Preview needs a blur path: draw one ('New blur paths layer') or click "
+                "Preview needs a blur path: draw one ('Draw blur path') or click "
                 "'Estimate blur path' first."
             )
             return None

@@ -24,6 +24,7 @@ from qtpy.QtWidgets import (
     QLabel,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -190,7 +191,7 @@ class DecomposeWidget(CancelOnClose, QWidget):
             *uniform,
             ("from neighbouring frames (video)", NEIGHBORS),
             ("predicted (most plausible sample)", PREDICTED),
-            ("none (blur kernel: whole image, time from the path)", NO_GUIDANCE),
+            ("none (time from the path)", NO_GUIDANCE),
         ]
         self.guidance_combo = LayerCombo(napari_viewer, (Labels,), extras=extras)
         self.guidance_combo.setToolTip(
@@ -251,6 +252,11 @@ class DecomposeWidget(CancelOnClose, QWidget):
         layout.addWidget(self.status)
         layout.addStretch(1)
 
+        for combo in self.findChildren(QComboBox):  # long layer names must not widen the dock
+            combo.setSizeAdjustPolicy(
+                QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+            )
+            combo.setMinimumContentsLength(10)
         fit_scroll_body(self)
         self.run_button.clicked.connect(self._on_run_clicked)
         self.image_combo.changed.connect(self._prefer_guidance_layer)
@@ -261,6 +267,14 @@ class DecomposeWidget(CancelOnClose, QWidget):
         napari_viewer.layers.events.removed.connect(self._on_layer_removed)
         self._reported: set[str] = set()  # the layers the status line names
         self._on_engine_changed()
+
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        """As wide as the form once styled (napari's style sheet widens it), so that a small
+        window squeezes the canvas rather than hiding the form's right edge behind a scroll."""
+        area = self.findChild(QScrollArea)
+        bar = area.verticalScrollBar().sizeHint().width()
+        area.setMinimumWidth(area.widget().minimumSizeHint().width() + bar)
+        super().showEvent(event)
 
     # -- engine ----------------------------------------------------------------------------
 
