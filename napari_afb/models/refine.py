@@ -1,6 +1,6 @@
 """The motion-refining decomposer: ``motion_deconv`` plus a second look at its own deconvolution.
 
-``benchmarks/bench_ceiling.py`` measured that the motion is what limits ``motion_deconv``: with
+``research/code/bench_ceiling.py`` measured that the motion is what limits ``motion_deconv``: with
 the true motion its frames gain +2.0 dB by warping and +4.4 dB with the deconvolution on the
 validation clips, with the network's +0.9 and -0.2. A motion that is wrong leaves marks in the
 latent deconvolved along it (blur left over where it is too short, echoes where it is too

@@ -1,24 +1,24 @@
-"""What a motion is worth (napari_afb.training.ceiling): descriptions of a true motion and the
-frames a motion makes, as benchmarks/bench_ceiling.py uses them."""
+"""What a motion is worth (research/code/ceiling.py): descriptions of a true motion and the
+frames a motion makes, as research/code/bench_ceiling.py uses them."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-from conftest import perturbed_model
-from test_deconv import SMALL, _photo, _uniform_motion
-
-from napari_afb.models.decomposer import warp
-from napari_afb.models.layers import linear_to_srgb, srgb_to_linear
-from napari_afb.samples import linear_mean
-from napari_afb.training.ceiling import (
+from ceiling import (
     motion_frames,
     network_motion,
     polynomial_fit,
     tile_mean,
     with_lengths,
 )
+from conftest import perturbed_model
+from test_deconv import SMALL, _photo, _uniform_motion
+
+from napari_afb.models.decomposer import warp
+from napari_afb.models.layers import linear_to_srgb, srgb_to_linear
+from napari_afb.samples import linear_mean
 from napari_afb.training.evaluate import mean_psnr
 
 

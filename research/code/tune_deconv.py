@@ -6,7 +6,7 @@ here on windows of the training clips (never the validation clips), full frames 
 ``--width`` like the validation split, and the chosen ones can be written into a copy of the
 weights file::
 
-    .venv/bin/python benchmarks/tune_deconv.py --weights runs/x/best.safetensors \
+    .venv/bin/python research/code/tune_deconv.py --weights runs/x/best.safetensors \
         [--windows 12] [--write tuned.safetensors]
 
 Prints PSNR over the blurry baseline for each setting, and seconds per window.
@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the checkout (this file: research/code/)
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 

@@ -1,9 +1,9 @@
 """Validation PSNR gain over the blurry baseline against CPU-hours, from training logs.
 
-    .venv/bin/python benchmarks/learning_curve.py LOG1.jsonl [LOG2.jsonl ...] \
+    .venv/bin/python research/code/learning_curve.py LOG1.jsonl [LOG2.jsonl ...] \
         [--start-minutes 11.5] [--png curve.png] [--json curve.json]
 
-(or copies named X_log.jsonl beside X_config.json, as in docs/training).
+(or copies named X_log.jsonl beside X_config.json, as in research/logs and docs/training).
 Logs are read in order as consecutive stages of one model (a later stage started from an earlier
 one's weights). The wall time of each stage is rebuilt from its step records (``log_every``
 steps of ``batch`` windows at the logged ``samples_per_s``, validation included), and

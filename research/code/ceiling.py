@@ -8,7 +8,8 @@ of that motion or of a simpler description of it (:func:`polynomial_fit`: a per-
 time; :func:`tile_mean`: one trajectory per tile or for the whole window; :func:`with_lengths`:
 one motion's directions with another's lengths), so a benchmark can say what each description
 is worth over the blurry baseline and how far a network's motion is from them
-(``benchmarks/bench_ceiling.py``). torch and numpy only; no napari.
+(``research/code/bench_ceiling.py``). torch and numpy only; no napari. Research code: it lives
+outside the ``napari_afb`` package, which does not import it (see research/README.md).
 
 Motion arrays here are numpy, (N, H, W, 2): per frame, the sampling offsets (dx, dy) in pixels
 from the middle frame, as :class:`~napari_afb.training.window.Window` holds them.
@@ -20,9 +21,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..models.decomposer import project_blur_consistent, warp
-from ..models.deconv import deconvolve
-from ..models.layers import linear_to_srgb, srgb_to_linear
+from napari_afb.models.decomposer import project_blur_consistent, warp
+from napari_afb.models.deconv import deconvolve
+from napari_afb.models.layers import linear_to_srgb, srgb_to_linear
 
 __all__ = ["motion_frames", "network_motion", "polynomial_fit", "tile_mean", "with_lengths"]
 
@@ -107,7 +108,7 @@ def network_motion(model: torch.nn.Module, blurry: np.ndarray, guidance: np.ndar
     """The per-frame motion a ``motion_deconv`` ``model`` (on the CPU) predicts for ``blurry``
     (H, W, 3) float in [0, 1] and its ``guidance`` (H, W) labels: (N, H, W, 2), the image
     padded to the model's stride and the motion cropped back."""
-    from ..engine import model_inputs
+    from napari_afb.engine import model_inputs
 
     h, w = guidance.shape
     motion = model.predict_motion(*model_inputs(blurry, guidance, model, torch.device("cpu")))

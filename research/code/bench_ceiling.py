@@ -14,7 +14,7 @@ Windows: whole frames resized to ``--width`` (as the validation split is made) o
 clips (``--train-seed``, tune_deconv's) and of the validation clips (``--val-seed``,
 bench_quality's). Nothing here trains or chooses anything: it measures::
 
-    .venv/bin/python benchmarks/bench_ceiling.py [--windows 16] [--weights FILE] [--json PATH]
+    .venv/bin/python research/code/bench_ceiling.py [--windows 16] [--weights FILE] [--json PATH]
 """
 
 from __future__ import annotations
@@ -27,9 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+HERE = Path(__file__).resolve().parent  # research/code: ceiling.py
+ROOT = HERE.parents[1]  # the checkout
+for path in (ROOT, HERE):
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
 
 SHARED = ROOT.parent / "shared" / "data"
 SPLITS = {
@@ -45,7 +47,7 @@ DECONV = {"deconv_iters": 10, "substeps": 2}
 
 def motions(window, net: np.ndarray | None) -> dict[str, tuple[np.ndarray, dict]]:
     """Row name -> (motion, deconvolution settings) for one window."""
-    from napari_afb.training.ceiling import polynomial_fit, tile_mean, with_lengths
+    from ceiling import polynomial_fit, tile_mean, with_lengths
 
     true = window.motion
     warp, deconv = {"deconv_iters": 0}, DECONV
@@ -71,7 +73,8 @@ def motions(window, net: np.ndarray | None) -> dict[str, tuple[np.ndarray, dict]
 
 
 def measure(windows, model, own: dict | None) -> dict[str, list[float]]:
-    from napari_afb.training.ceiling import motion_frames, network_motion
+    from ceiling import motion_frames, network_motion
+
     from napari_afb.training.evaluate import baseline, mean_psnr
 
     gains: dict[str, list[float]] = {}
