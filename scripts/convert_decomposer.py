@@ -11,7 +11,7 @@ Train the result on with ``--init``::
 
     .venv/bin/python scripts/convert_decomposer.py docs/training/motion_deconv_cpu.safetensors \
         runs/cues_init.safetensors --blur-cues
-    napari-afb train decomposer --config configs/decomposer_cues_cpu.toml \
+    napari-afb train decomposer --config research/configs/decomposer_cues_cpu.toml \
         --init runs/cues_init.safetensors
 """
 
