@@ -34,7 +34,9 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("which", choices=["photo", "video", "synthetic"])
     p.add_argument("out", type=Path)
-    p.add_argument("--weights", default=str(ROOT / "docs/training/motion_deconv_cpu.safetensors"))
+    p.add_argument(
+        "--weights", default=str(ROOT / "research/weights/motion_deconv_cpu.safetensors")
+    )
     p.add_argument("--predictor", default=str(ROOT / "docs/training/guidance_net_cpu.safetensors"))
     args = p.parse_args(argv)
 

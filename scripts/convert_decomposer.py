@@ -9,7 +9,7 @@ of L / F px).
 a fresh refiner whose correction starts at zero, so it computes what the input file computes.
 Train the result on with ``--init``::
 
-    .venv/bin/python scripts/convert_decomposer.py docs/training/motion_deconv_cpu.safetensors \
+    .venv/bin/python scripts/convert_decomposer.py research/weights/motion_deconv_cpu.safetensors \
         runs/cues_init.safetensors --blur-cues
     napari-afb train decomposer --config research/configs/decomposer_cues_cpu.toml \
         --init runs/cues_init.safetensors
