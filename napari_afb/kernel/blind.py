@@ -21,6 +21,7 @@ from .deconv import _grad, _grad_adjoint, _gradient_otfs, kernel_otf, periodic_p
 __all__ = ["estimate_kernel"]
 
 _W = -1
+PRUNE = 0.1  # kernel values under this share of the peak are dropped
 
 
 class _Cancelled(Exception):
@@ -96,7 +97,7 @@ def _kernel_step(latent, blurry, size, *, mask=None, gamma=2.0, iters=15):
             break
         p = res + (rr_new / rr) * p
         rr = rr_new
-    return _clean_kernel(k)
+    return _clean_kernel(k, rel=PRUNE)
 
 
 def _clean_kernel(k: np.ndarray, rel: float = 0.05) -> np.ndarray:
@@ -177,4 +178,29 @@ def estimate_kernel(
             latent = _l0_latent(b, k, lam_s)
             k = _kernel_step(latent, b, size, mask=m)
             lam_s = max(lam_s / 1.1, 1e-4)
+    return k
+
+
+def refine_kernel(
+    rgb: np.ndarray,
+    kernel: np.ndarray,
+    *,
+    mask: np.ndarray | None = None,
+    lam: float = 2e-3,
+    iters: int = 3,
+    cancel: Callable[[], bool] | None = None,
+) -> np.ndarray | None:
+    """A few more rounds of latent and kernel updates at the image's own scale, from a kernel
+    estimated at a reduced scale and enlarged: the enlarged kernel is thick and carries specks;
+    these rounds thin it back to a trajectory. Returns None when ``cancel`` asks to stop."""
+    grey = _grey(rgb) if rgb.ndim == 3 else rgb.astype(np.float32)
+    m = None
+    if mask is not None:
+        m = ndimage.binary_erosion(mask, iterations=kernel.shape[0] // 2 + 1)
+    k = kernel
+    for _ in range(iters):
+        if cancel is not None and cancel():
+            return None
+        latent = _l0_latent(grey, k, lam)
+        k = _kernel_step(latent, grey, kernel.shape[0], mask=m)
     return k
