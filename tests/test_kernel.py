@@ -290,3 +290,21 @@ def test_the_kernel_engine_runs_without_torch_napari_or_qt():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "(7, 40, 50, 3)" in r.stdout
+
+
+def test_touching_regions_of_different_directions_get_their_own_paths(sharp):
+    """Two strokes on two touching guidance regions (left moving right, right moving up): each
+    region follows the stroke drawn on it, even where the other stroke reaches across."""
+    from napari_afb.kernel.regions import assign, inner_point
+
+    labels = np.zeros((256, 256), np.uint8)
+    labels[:, :128] = 1
+    labels[:, 128:] = 2
+    right = BlurPath([[100, 100], [135, 100]])  # drawn on the left region, reaching across
+    up = BlurPath([[200, 150], [200, 130]])
+    owner = assign([right, up], labels, (256, 256))
+    assert np.all(owner[:, :128] == 0) and np.all(owner[:, 128:] == 1)
+    ring = np.ones((50, 50), bool)
+    ring[10:40, 10:40] = False  # a centroid in the hole; the deepest point is on the ring
+    x, y = inner_point(ring)
+    assert ring[int(y), int(x)]

@@ -54,7 +54,9 @@ def _gain_on_the_synthetic_case(weights_path=None) -> float:
     sample = synthetic_blur(
         background_motion=(12.0, 6.0), foreground_motion=(-9.0, -9.0), size=(128, 160)
     )
-    frames = decompose(sample.blurry, sample.guidance, weights=weights_path, device="cpu")
+    frames = decompose(
+        sample.blurry, sample.guidance, engine="learned", weights=weights_path, device="cpu"
+    )
     assert frames.shape == sample.frames.shape
     assert np.abs(frames[0].astype(int) - frames[-1].astype(int)).mean() > 2
     base = np.mean([_psnr(sample.blurry, t) for t in sample.frames])

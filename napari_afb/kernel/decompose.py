@@ -123,9 +123,7 @@ def _estimation_regions(labels: np.ndarray | None, shape) -> list[np.ndarray | N
     whole image (None) when the guidance is absent or shows no large moving region."""
     if labels is None or not (labels > 0).any():
         return [None]
-    from scipy import ndimage
-
-    comp, n = ndimage.label(labels > 0, structure=np.ones((3, 3)))
+    comp, n = regions.label_regions(labels)
     sizes = np.bincount(comp.ravel(), minlength=n + 1)[1:]
     big = [i + 1 for i in np.argsort(-sizes) if sizes[i] >= MIN_REGION]
     if not big:
@@ -217,12 +215,8 @@ def estimate_paths_iter(
                 f"the path instead, or try another kernel bound"
             )
             continue
-        # the path's place: the centre of the region (or of the image)
-        if mask is None:
-            origin = ((w - 1) / 2, (h - 1) / 2)
-        else:
-            ys, xs = np.nonzero(mask)
-            origin = (float(xs.mean()), float(ys.mean()))
+        # the path's place: the centre of the image, or the heart of the region
+        origin = ((w - 1) / 2, (h - 1) / 2) if mask is None else regions.inner_point(mask)
         full = _upscale_kernel(k, 1 / f) if f < 1 else k
         if f < 1:  # thin the enlarged kernel at full resolution, on the window's centre
             full = _refine_at_full_scale(rgb, mask, full, (y0, x0), sub.shape[:2], f, cancel)

@@ -16,7 +16,7 @@ from scipy import ndimage
 from ..guidance import VECTORS
 from .paths import BlurPath
 
-__all__ = ["assign", "dominant_direction", "orient", "soft_masks"]
+__all__ = ["assign", "dominant_direction", "label_regions", "orient", "soft_masks"]
 
 
 def _stroke_mask(path: BlurPath, shape) -> np.ndarray:
@@ -51,12 +51,34 @@ def assign(paths: list[BlurPath], labels: np.ndarray | None, shape) -> np.ndarra
             owner[closer], nearest[closer] = i, d[closer]
     if moving is None or not moving.any():
         return owner
-    comp, n = ndimage.label(moving, structure=np.ones((3, 3)))
-    for i, s in enumerate(strokes):  # regions a stroke touches are its own
-        for c in np.unique(comp[s & moving]):
-            owner[comp == c] = i
+    comp, n = label_regions(labels)
+    # a region belongs to the stroke with the most pixels on it, if any stroke touches it
+    hits = np.stack([np.bincount(comp[s & moving], minlength=n + 1) for s in strokes])
+    for c in range(1, n + 1):
+        if hits[:, c].max() > 0:
+            owner[comp == c] = int(np.argmax(hits[:, c]))
     owner[~moving] = -1
     return owner
+
+
+def inner_point(mask: np.ndarray) -> tuple[float, float]:
+    """(x, y) of the pixel deepest inside a region (farthest from its edge): a stroke drawn
+    around it stays on the region (a centroid may lie outside, e.g. in a hole)."""
+    depth = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
+    y, x = np.unravel_index(np.argmax(depth), depth.shape)
+    return float(x), float(y)
+
+
+def label_regions(labels: np.ndarray) -> tuple[np.ndarray, int]:
+    """Connected regions of equal moving labels (8-connected; touching regions of different
+    directions stay apart): an (H, W) int map, 0 for static, and their count."""
+    comp = np.zeros(labels.shape, np.int32)
+    n = 0
+    for value in np.unique(labels[labels > 0]):
+        part, k = ndimage.label(labels == value, structure=np.ones((3, 3)))
+        comp[part > 0] = part[part > 0] + n
+        n += k
+    return comp, n
 
 
 def soft_masks(owner: np.ndarray, n: int, feather: float) -> np.ndarray:

@@ -11,11 +11,11 @@ from the region's median motion, which is robust to the flow's errors on blurry 
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 
 from ..flow import motion_from_neighbors
 from ..guidance import guidance_from_flow
 from .paths import MIN_LENGTH, BlurPath
+from .regions import inner_point, label_regions
 
 __all__ = ["DEFAULT_SHUTTER", "blur_paths_from_neighbors", "paths_from_motion"]
 
@@ -48,10 +48,9 @@ def paths_from_motion(
             f"the shutter is a fraction of the frame interval in (0, 1], got {shutter}"
         )
     labels = guidance_from_flow(motion)
-    moving = labels > 0
     if valid is not None:
-        moving &= valid
-    comp, n = ndimage.label(moving, structure=np.ones((3, 3)))
+        labels[~valid] = 0
+    comp, n = label_regions(labels)
     sizes = np.bincount(comp.ravel(), minlength=n + 1)[1:]
     paths = []
     kept = np.zeros(labels.shape, bool)
@@ -60,9 +59,7 @@ def paths_from_motion(
             break
         region = comp == c + 1
         v = np.median(motion[region], axis=0)
-        ys, xs = np.nonzero(region)
-        i = np.argmin((xs - xs.mean()) ** 2 + (ys - ys.mean()) ** 2)
-        centre = np.array([xs[i], ys[i]], np.float64)  # on the region: the stroke touches it
+        centre = np.array(inner_point(region))  # on the region: the stroke touches it
         fraction = _fit_shutter(image, region, v) if shutter == "auto" else float(shutter)
         if fraction is None or np.hypot(*v) * fraction < MIN_LENGTH:
             continue
