@@ -301,6 +301,7 @@ def animate_video(
     shutter: float = 0.5,
     kernel_bound: int = 51,
     strength: float | str = "auto",
+    space: str = "gamma",
 ) -> dict:
     """Turn a blurry video into a sharp one with N times the frame rate (see module docstring).
 
@@ -314,13 +315,14 @@ def animate_video(
 
     ``engine``: "kernel" (each frame deblurred along the paths its neighbours' flow gives, the
     exposure taking ``shutter`` of the frame interval), "learned", or "auto" (learned when
-    ``weights`` or ``model`` is given, else kernel); ``kernel_bound`` and ``strength`` as in
+    ``weights`` or ``model`` is given, else kernel); ``kernel_bound``, ``strength`` and ``space`` as in
     :func:`napari_afb.decompose`.
     """
     from .api import choose_engine
 
     if choose_engine(engine, weights, model) == "kernel":
         options = {"shutter": shutter, "kernel_bound": kernel_bound, "strength": strength}
+        options["space"] = space
         gen = animate_iter(
             source,
             out,

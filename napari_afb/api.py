@@ -26,6 +26,7 @@ def decompose(
     paths=None,
     kernel_bound: int = 51,
     strength: float | str = "auto",
+    space: str = "gamma",
     device: str = "auto",
     weights: str | os.PathLike | None = None,
     model=None,
@@ -59,6 +60,9 @@ def decompose(
         blur you see works best) and that a drawn path may span.
     strength : kernel engine: the deconvolution's data weight (higher is sharper and noisier;
         about 2000 for a clean photo, 300-600 for a noisy one), or "auto" from the noise level.
+    space : kernel engine: deconvolve the pixel values as they are ("gamma", right for camera
+        JPEGs and PNGs: +1 dB and no dark blotches on real photos) or in linear light ("linear",
+        for data whose blur was averaged in linear light, e.g. raw or simulated).
     device : "auto" (cuda, then mps, then cpu), "cpu", "cuda", "cuda:N" or "mps".
     weights : decomposer weights file; default: ``$NAPARI_AFB_WEIGHTS``, then the packaged file.
     model : an already built decomposer module, used instead of ``weights``.
@@ -86,6 +90,7 @@ def decompose(
             paths,
             kernel_bound=kernel_bound,
             strength=strength,
+            space=space,
             cancel=cancel,
         )
         result = _engine.drive(gen, progress, desc="decompose", unit="step")

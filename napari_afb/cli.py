@@ -363,6 +363,13 @@ def _add_kernel_options(p: argparse.ArgumentParser) -> None:
         help="kernel engine: deconvolution weight (higher = sharper and noisier; ~2000 for a "
         "clean photo, 300-600 for a noisy one) or auto (default, from the noise level)",
     )
+    p.add_argument(
+        "--space",
+        choices=["gamma", "linear"],
+        default="gamma",
+        help="kernel engine: deconvolve the pixel values as stored (gamma, default: right for "
+        "camera JPEGs and PNGs) or in linear light (for raw or simulated linear blur)",
+    )
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
@@ -510,6 +517,7 @@ def _decompose_kernel(args, image, guidance, t0: float) -> int:
         _kernel_paths(args) or None,
         kernel_bound=args.kernel_bound,
         strength=_kernel_strength(args.strength),
+        space=args.space,
     )
     result = drive(gen, True, desc="decompose", unit="step")
     seconds = time.perf_counter() - t0
@@ -687,6 +695,7 @@ def _animate(args) -> int:
         shutter=args.shutter,
         kernel_bound=args.kernel_bound,
         strength=_kernel_strength(args.strength),
+        space=args.space,
     )
     print(
         f"wrote {args.out} ({summary['engine']} engine, guidance: {summary['guidance']}): "
