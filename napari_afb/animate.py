@@ -315,8 +315,8 @@ def animate_video(
 
     ``engine``: "kernel" (each frame deblurred along the paths its neighbours' flow gives, the
     exposure taking ``shutter`` of the frame interval), "learned", or "auto" (learned when
-    ``weights`` or ``model`` is given, else kernel); ``kernel_bound``, ``strength`` and ``space`` as in
-    :func:`napari_afb.decompose`.
+    ``weights`` or ``model`` is given, else kernel); ``kernel_bound``, ``strength`` and
+    ``space`` as in :func:`napari_afb.decompose`.
     """
     from .api import choose_engine
 
