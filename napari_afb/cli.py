@@ -831,6 +831,10 @@ def _info(args) -> int:
         _, info = load_weights(args.weights)
         print(json.dumps(info.__dict__, indent=2, default=str))
         return EXIT_OK
+    print(
+        "default engine: blur kernel (blur paths + deconvolution; needs no weights). The "
+        "weights below serve --engine learned and the guidance predictor.\n"
+    )
     for role in ("decomposer", "predictor"):
         try:
             path = packaged_weights(role)
