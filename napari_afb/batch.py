@@ -42,6 +42,7 @@ import numpy as np
 from distributed import WorkerPlugin
 
 from .io import IMAGE_EXTENSIONS
+from .jobs import run
 
 __all__ = ["BatchOptions", "BatchProgress", "Result", "Summary", "batch", "batch_iter"]
 
@@ -395,7 +396,6 @@ def video_chunk_task(source: str, first: int, stop: int, options: BatchOptions) 
     from .animate import PREDICT_SAMPLES, _continuing, _kernel_frames
     from .export import _rgb_even
     from .flow import guidance_from_neighbors
-    from .jobs import run
     from .video import VideoArray
 
     try:
@@ -813,21 +813,7 @@ def batch(
     )
     if progress is True:
         return _with_bar(gen)
-    return _run(gen, progress or None)
-
-
-def _run(gen, progress=None):
-    """Drive the batch generator to its summary; an exception outside it (Ctrl-C, SIGTERM via
-    the CLI's handler, an error in ``progress``) closes it at once, so it cleans up now."""
-    try:
-        while True:
-            p = next(gen)
-            if progress is not None:
-                progress(p)
-    except StopIteration as done:
-        return done.value
-    finally:
-        gen.close()
+    return run(gen, progress or None)
 
 
 def _with_bar(gen) -> Summary:
@@ -847,7 +833,7 @@ def _with_bar(gen) -> Summary:
         bar.refresh()
 
     try:
-        return _run(gen, update)
+        return run(gen, update)
     finally:
         if bar is not None:
             bar.close()
