@@ -27,6 +27,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ._dock import Persist, RunGate, fit_dock_width, fit_scroll_width, missing_file, reset_button
 from ._export_widget import _confirm_overwrite
 from ._layout import METADATA_KEY, is_result, squeeze_leading, stack_placement
 from ._qt_guidance import (
@@ -188,14 +189,57 @@ class AnimateWidget(CancelOnClose, QWidget):
         layout.addWidget(self.run_button)
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
+        self.persist = Persist("animate")
+        for key, widget in [
+            ("guidance", self.guidance_combo),
+            ("weights", self.weights_edit),
+            ("predictor", self.predictor_edit),
+            ("playback", self.speed_combo),
+            ("device", self.device_combo),
+        ]:
+            self.persist.bind(key, widget)
+        self.reset_button = reset_button(self.persist, lambda: self.gate.update())
+        layout.addWidget(self.reset_button)
         layout.addStretch(1)
 
+        fit_dock_width(self)
         fit_scroll_body(self)
+        self.gate = RunGate(self.run_button, self._reason, busy=lambda: self.running)
         self.run_button.clicked.connect(self._on_run_clicked)
         self.video_combo.changed.connect(self._on_video)
         self.start_spin.valueChanged.connect(self._on_range)
         self.stop_spin.valueChanged.connect(self._on_range)
+        for signal in (
+            self.video_combo.currentIndexChanged,
+            self.start_spin.valueChanged,
+            self.stop_spin.valueChanged,
+            self.guidance_combo.currentIndexChanged,
+            self.weights_edit.changed,
+            self.predictor_edit.changed,
+            napari_viewer.layers.events.inserted,
+            napari_viewer.layers.events.removed,
+        ):
+            signal.connect(self.gate.update)
         self._on_video()
+        self.gate.update()
+
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        fit_scroll_width(self)  # once napari's style sheet applies
+        super().showEvent(event)
+
+    def _reason(self) -> str:
+        """Why Animate cannot start now ('' when it can)."""
+        if self._video() is None:
+            return "Open a video (File > Open) to animate its frames."
+        if self.stop_spin.value() <= self.start_spin.value():
+            return "'To frame' must be after 'From frame'."
+        if self.model_override is None:
+            reason = missing_file(self.weights_edit.value, "decomposer weights")
+            if reason:
+                return reason
+        if self.guidance_combo.currentData() == "predict" and self.predictor_override is None:
+            return missing_file(self.predictor_edit.value, "predictor weights")
+        return ""
 
     # -- choices ---------------------------------------------------------------------------
 
@@ -382,6 +426,7 @@ class AnimateWidget(CancelOnClose, QWidget):
             self._activity = None
         self.run_button.setText("Animate")
         self.run_button.setEnabled(True)
+        self.gate.update()
         for widget in self._inputs:
             widget.setEnabled(True)
         if self._cancel.is_set():

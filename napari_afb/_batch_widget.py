@@ -28,6 +28,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ._dock import Persist, RunGate, fit_dock_width, fit_scroll_width, missing_file, reset_button
 from ._qt_guidance import CancelOnClose, device_combo, fit_scroll_body, scroll_body, weights_field
 
 if TYPE_CHECKING:
@@ -123,9 +124,43 @@ class BatchWidget(CancelOnClose, QWidget):
         layout.addWidget(self.run_button)
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
+        self.persist = Persist("batch")
+        for key, widget in [
+            ("folder", self.in_edit),
+            ("output", self.out_edit),
+            ("guidance", self.guidance_combo),
+            ("engine", self.engine_combo),
+            ("weights", self.weights_edit),
+            ("device", self.device_combo),
+            ("workers", self.workers_spin),
+            ("open", self.open_check),
+        ]:
+            self.persist.bind(key, widget)
+        self.reset_button = reset_button(self.persist, lambda: self.gate.update())
+        layout.addWidget(self.reset_button)
         layout.addStretch(1)
+        fit_dock_width(self)
         fit_scroll_body(self)
+        self.gate = RunGate(self.run_button, self._reason, busy=lambda: self.running)
+        for signal in (self.in_edit.changed, self.out_edit.changed, self.weights_edit.changed):
+            signal.connect(self.gate.update)
+        self.gate.update()
         self.run_button.clicked.connect(self._on_run_clicked)
+
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        fit_scroll_width(self)  # once napari's style sheet applies
+        super().showEvent(event)
+
+    def _reason(self) -> str:
+        """Why the batch cannot start now ('' when it can)."""
+        folder, out = self.in_edit.value, self.out_edit.value
+        if not folder or str(folder) in ("", ".") or not Path(folder).expanduser().is_dir():
+            return "Pick the folder of photos and videos to process."
+        if not out or str(out) in ("", "."):
+            return "Pick an output folder."
+        if self.engine_combo.currentText() == "learned":
+            return missing_file(self.weights_edit.value, "decomposer weights")
+        return ""
 
     def options(self):
         from .batch import BatchOptions
@@ -253,6 +288,7 @@ class BatchWidget(CancelOnClose, QWidget):
             self._activity = None
         self.run_button.setText("Process folder")
         self.run_button.setEnabled(True)
+        self.gate.update()
         self.progress.setRange(0, 1)
         self.progress.setValue(1 if not self._cancel.is_set() else 0)
         for widget in self._inputs:

@@ -20,6 +20,7 @@ from magicgui.widgets import (
     PushButton,
 )
 
+from ._dock import Persist, RunGate, fit_dock_width, reset_button
 from ._layout import is_result, squeeze_leading
 from .export import FORMATS, check_folder, write_frames
 
@@ -77,9 +78,25 @@ class ExportWidget(Container):
                 self._button,
                 self._status,
             ],
-            scrollable=True,  # several docks share a small screen: each scrolls
-        )
+        )  # (napari docks the inner widget: a magicgui scroll area would be dropped)
         self._status.native.setWordWrap(True)
+        self.persist = Persist("export")
+        for key, widget in [
+            ("format", self._format),
+            ("fps", self._fps),
+            ("bounce", self._bounce),
+            ("path", self._path),
+        ]:
+            self.persist.bind(key, widget)
+        self.reset_button = reset_button(self.persist, lambda: self._on_format(self._format.value))
+        self.native.layout().addWidget(self.reset_button)
+        fit_dock_width(self.native)
+        self.gate = RunGate(
+            self._button.native,
+            self._reason,
+            status=self._status,
+            busy=lambda: self.worker is not None and not self._button.enabled,
+        )
         self._layer.changed.connect(self._on_layer)
         self._format.changed.connect(self._on_format)
         self._path.changed.connect(self._on_path)
@@ -94,6 +111,23 @@ class ExportWidget(Container):
         if results:  # the newest result, not the video it came from
             self._layer.value = results[-1]
         self._on_layer(self._layer.value)
+        for event in (events.inserted, events.removed):
+            event.connect(self.gate.update)
+        self._layer.changed.connect(self.gate.update)
+        self._path.changed.connect(self.gate.update)
+        self.gate.update()
+
+    def _reason(self) -> str:
+        """Why Export cannot start now ('' when it can)."""
+        if self._layer.value is None:
+            return "Add or select an image layer of frames (time on the first axis)."
+        if self._path.value is None:
+            return "Choose a file to save to."
+        return ""
+
+    def _done(self) -> None:
+        self._button.enabled = True
+        self.gate.update()
 
     def _on_inserted(self, event) -> None:
         if is_result(event.value):  # a new result: the one to export
@@ -117,7 +151,8 @@ class ExportWidget(Container):
         ]
 
     def _on_layer(self, layer) -> None:
-        if layer is not None:
+        fps = (getattr(layer, "metadata", None) or {}).get("fps") if layer is not None else None
+        if fps:  # the layer's own rate; else the last one chosen (kept between sessions)
             self._fps.value = _fps_of(layer)
 
     def _on_format(self, fmt: str) -> None:
@@ -191,10 +226,9 @@ class ExportWidget(Container):
             _connect={
                 "returned": lambda done: self._saved(done, shape[0], note),
                 "errored": self._failed,
-                "finished": lambda: setattr(self._button, "enabled", True),
+                "finished": self._done,
             },
         )
-
 
     def _saved(self, done, n: int, note: str = "") -> None:
         codec = f" ({done.codec} at {done.fps:g} fps)" if done.format == "MP4" else ""

@@ -19,7 +19,7 @@ from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from qtpy.QtCore import QSettings, Qt
+from qtpy.QtCore import Qt
 from qtpy.QtGui import QImage, QPixmap
 from qtpy.QtWidgets import (
     QDoubleSpinBox,
@@ -32,6 +32,7 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
+from ._dock import settings  # noqa: F401 (the shared settings, once defined here)
 from ._layout import METADATA_KEY
 from ._qt_guidance import LayerCombo, image_spatial_shape, spatial_transform
 
@@ -57,12 +58,6 @@ ESTIMATE = "estimate"
 #: Largest preview, in pixels (about 0.1 s per 0.5 MP with the Wiener prior on 2 cores).
 PREVIEW_PIXELS = 500_000
 DEFAULT_BOUND = 51
-
-
-def settings() -> QSettings:
-    """Where the Decompose dock keeps its kernel settings between sessions (an INI file in the
-    user's configuration folder; tests point QSettings' user path elsewhere)."""
-    return QSettings(QSettings.Format.IniFormat, QSettings.Scope.UserScope, "napari-afb", "widgets")
 
 
 def is_paths_layer(layer) -> bool:
@@ -440,9 +435,7 @@ class KernelPanel(QGroupBox):
             "The deconvolution's data weight: higher is sharper and noisier (about 2000 for a "
             "clean photo, 300-600 for a noisy one). auto: from the noise level"
         )
-        stored = settings()
-        self.bound_spin.setValue(int(stored.value("decompose/kernel_bound", DEFAULT_BOUND)))
-        self.strength_spin.setValue(float(stored.value("decompose/strength", 0.0)))
+        self.bound_spin.setValue(DEFAULT_BOUND)  # kept between sessions by the host's Persist
         self.new_button = QPushButton("Draw blur path")
         self.new_button.setToolTip(
             "Add (or select) '<image> blur paths' and draw a line along a streak, from where "
@@ -491,12 +484,6 @@ class KernelPanel(QGroupBox):
         self.estimate_button.clicked.connect(self._on_estimate_clicked)
         self.reverse_button.clicked.connect(self.reverse_paths)
         self.preview_button.clicked.connect(self.preview)
-        self.bound_spin.valueChanged.connect(
-            lambda v: settings().setValue("decompose/kernel_bound", int(v))
-        )
-        self.strength_spin.valueChanged.connect(
-            lambda v: settings().setValue("decompose/strength", float(v))
-        )
         for layer in napari_viewer.layers:
             if is_paths_layer(layer):
                 self._follow(layer)

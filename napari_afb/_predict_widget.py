@@ -22,6 +22,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ._dock import Persist, RunGate, fit_dock_width, fit_scroll_width, missing_file, reset_button
 from ._layout import is_result, stack_placement
 from ._qt_guidance import (
     CancelOnClose,
@@ -121,6 +122,16 @@ class SampleGuidanceWidget(CancelOnClose, QWidget):
         layout.addWidget(self.run_button)
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
+        self.persist = Persist("sample")
+        for key, widget in [
+            ("samples", self.samples_spin),
+            ("seed", self.seed_spin),
+            ("weights", self.weights_edit),
+            ("device", self.device_combo),
+        ]:
+            self.persist.bind(key, widget)
+        self.reset_button = reset_button(self.persist, lambda: self.gate.update())
+        layout.addWidget(self.reset_button)
         layout.addStretch(1)
         self._inputs = [
             self.image_combo,
@@ -129,8 +140,30 @@ class SampleGuidanceWidget(CancelOnClose, QWidget):
             self.weights_edit.native,
             self.device_combo,
         ]
+        fit_dock_width(self)
         fit_scroll_body(self)
+        self.gate = RunGate(self.run_button, self._reason, busy=lambda: self.running)
+        for signal in (
+            self.image_combo.currentIndexChanged,
+            self.weights_edit.changed,
+            napari_viewer.layers.events.inserted,
+            napari_viewer.layers.events.removed,
+        ):
+            signal.connect(self.gate.update)
+        self.gate.update()
         self.run_button.clicked.connect(self._on_run_clicked)
+
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        fit_scroll_width(self)  # once napari's style sheet applies
+        super().showEvent(event)
+
+    def _reason(self) -> str:
+        """Why sampling cannot start now ('' when it can)."""
+        if self.image_combo.current() is None:
+            return "Open a blurry image or video first."
+        if self.predictor_override is None:
+            return missing_file(self.weights_edit.value, "predictor weights")
+        return ""
 
     def cancel(self) -> None:
         """Ask the running sampling to stop; what it returns afterwards is not added."""
@@ -224,5 +257,6 @@ class SampleGuidanceWidget(CancelOnClose, QWidget):
         self.run_button.setText("Sample guidance")
         for widget in self._inputs:
             widget.setEnabled(True)
+        self.gate.update()
         self.progress.setRange(0, 1)
         self.progress.setValue(1 if not self._cancel.is_set() else 0)

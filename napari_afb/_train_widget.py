@@ -23,6 +23,7 @@ from qtpy.QtCore import QPointF, Qt, QTimer
 from qtpy.QtGui import QColor, QPainter, QPen, QPolygonF
 from qtpy.QtWidgets import QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
+from ._dock import Persist, fit_dock_width, fit_scroll_width, reset_button
 from ._qt_guidance import CancelOnClose, fit_scroll_body, scroll_body
 
 if TYPE_CHECKING:
@@ -163,7 +164,7 @@ class TrainWidget(CancelOnClose, QWidget):
             value="decomposer",
         )
         self._videos = FileEdit(label="sharp videos", mode="d", nullable=True)
-        self._val = FileEdit(label="validation videos", mode="d", nullable=True)
+        self._val = FileEdit(label="validation", mode="d", nullable=True)
         self._builtin = CheckBox(text="use built-in quick CPU settings", value=True)
         self._steps = SpinBox(label="steps", value=400, min=1, max=1_000_000, step=50)
         self._config = FileEdit(
@@ -185,6 +186,7 @@ class TrainWidget(CancelOnClose, QWidget):
                 self._device,
             ]
         )
+        self._form.margins = (0, 0, 0, 0)  # the dock's own margins suffice
         self._videos.tooltip = "folder of sharp videos; empty: synthetic motion over stills only"
         self._val.tooltip = "held-out videos for validation; empty: a fixed set of stills windows"
         self._builtin.changed.connect(self._on_builtin)
@@ -212,13 +214,32 @@ class TrainWidget(CancelOnClose, QWidget):
             self.use_weights_button,
         ):
             layout.addWidget(w)
+        self.persist = Persist("train")
+        for key, widget in [
+            ("model", self._model),
+            ("videos", self._videos),
+            ("validation", self._val),
+            ("builtin", self._builtin),
+            ("steps", self._steps),
+            ("config", self._config),
+            ("output", self._out),
+            ("device", self._device),
+        ]:
+            self.persist.bind(key, widget)
+        self.reset_button = reset_button(self.persist)
+        layout.addWidget(self.reset_button)
         layout.addStretch(1)
+        fit_dock_width(self)
         fit_scroll_body(self)
         self.start_button.clicked.connect(self._start_or_cancel)
         self.use_weights_button.clicked.connect(self.use_as_active_weights)
         self._timer = QTimer(self)
         self._timer.setInterval(100)
         self._timer.timeout.connect(self._drain)
+
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        fit_scroll_width(self)  # once napari's style sheet applies
+        super().showEvent(event)
 
     def _on_builtin(self, builtin: bool) -> None:
         self._steps.enabled = bool(builtin)

@@ -24,12 +24,12 @@ from qtpy.QtWidgets import (
     QLabel,
     QProgressBar,
     QPushButton,
-    QScrollArea,
     QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
+from ._dock import Persist, RunGate, fit_dock_width, fit_scroll_width, missing_file, reset_button
 from ._layout import is_result, leading_index, squeeze_leading, stack_placement
 from ._qt_guidance import (
     CancelOnClose,
@@ -250,14 +250,26 @@ class DecomposeWidget(CancelOnClose, QWidget):
         layout.addWidget(self.run_button)
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
+        self.persist = Persist("decompose")
+        for key, widget in [
+            ("weights", self.weights_edit),
+            ("predictor", self.predictor_edit),
+            ("engine", self.engine_combo),  # after the weights: a stored engine wins
+            ("device", self.device_combo),
+            ("tile", self.tile_spin),
+            ("kernel_bound", self.kernel.bound_spin),
+            ("strength", self.kernel.strength_spin),
+        ]:
+            self.persist.bind(key, widget)
+        self.reset_button = reset_button(self.persist, self._after_reset)
+        layout.addWidget(self.reset_button)
         layout.addStretch(1)
 
-        for combo in self.findChildren(QComboBox):  # long layer names must not widen the dock
-            combo.setSizeAdjustPolicy(
-                QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
-            )
-            combo.setMinimumContentsLength(10)
+        fit_dock_width(self)
         fit_scroll_body(self)
+        self.gate = RunGate(
+            self.run_button, self._reason, status=self.status, busy=lambda: self.running
+        )
         self.run_button.clicked.connect(self._on_run_clicked)
         self.image_combo.changed.connect(self._prefer_guidance_layer)
         self.guidance_combo.activated.connect(self._on_guidance_picked)
@@ -267,14 +279,45 @@ class DecomposeWidget(CancelOnClose, QWidget):
         napari_viewer.layers.events.removed.connect(self._on_layer_removed)
         self._reported: set[str] = set()  # the layers the status line names
         self._on_engine_changed()
+        for signal in (
+            self.image_combo.currentIndexChanged,
+            self.guidance_combo.currentIndexChanged,
+            self.engine_combo.currentIndexChanged,
+            self.weights_edit.changed,
+            self.predictor_edit.changed,
+            napari_viewer.layers.events.inserted,
+            napari_viewer.layers.events.removed,
+        ):
+            signal.connect(self.gate.update)
+        self.gate.update()
 
     def showEvent(self, event) -> None:  # noqa: N802 (Qt's name)
         """As wide as the form once styled (napari's style sheet widens it), so that a small
         window squeezes the canvas rather than hiding the form's right edge behind a scroll."""
-        area = self.findChild(QScrollArea)
-        bar = area.verticalScrollBar().sizeHint().width()
-        area.setMinimumWidth(area.widget().minimumSizeHint().width() + bar)
+        fit_scroll_width(self)
         super().showEvent(event)
+
+    def _after_reset(self) -> None:
+        self._on_engine_changed()
+        self.gate.update()
+
+    def _reason(self) -> str:
+        """Why Run cannot start now ('' when it can)."""
+        if self.image_combo.current() is None:
+            return "Open a blurry image or video (File > Open, or a sample) to decompose."
+        if self.engine() == "kernel":
+            return ""
+        if self.model_override is None:
+            reason = missing_file(self.weights_edit.value, "decomposer weights")
+            if reason:
+                return reason
+        if self.guidance_combo.current() == PREDICTED and self.predictor_override is None:
+            reason = missing_file(self.predictor_edit.value, "predictor weights")
+            if reason:
+                return reason
+        if self.guidance_combo.current() == NO_GUIDANCE:
+            return "The learned decomposer needs guidance: paint it, or pick a direction."
+        return ""
 
     # -- engine ----------------------------------------------------------------------------
 
@@ -570,6 +613,7 @@ class DecomposeWidget(CancelOnClose, QWidget):
             button.setEnabled(True)
         for widget in self._inputs:
             widget.setEnabled(True)
+        self.gate.update()
         done = self.progress.maximum() > 0 and self.progress.value() == self.progress.maximum()
         if not done or self._cancel.is_set():
             self.progress.setRange(0, 1)

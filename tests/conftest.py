@@ -129,3 +129,20 @@ def tiny_config(tmp_path: Path, name: str, steps: int, **extra) -> Path:
     path = tmp_path / f"{name}.json"
     path.write_text(json.dumps(cfg))
     return path
+
+
+@pytest.fixture(autouse=True)
+def _own_qsettings(tmp_path_factory):
+    """The docks keep their settings in QSettings (napari_afb._dock): each test gets a folder of
+    its own, so nothing reaches the user's configuration or leaks between tests."""
+    try:
+        from qtpy.QtCore import QSettings
+    except Exception:  # noqa: BLE001 (no Qt binding: nothing to isolate)
+        yield
+        return
+    QSettings.setPath(
+        QSettings.Format.IniFormat,
+        QSettings.Scope.UserScope,
+        str(tmp_path_factory.mktemp("qsettings")),
+    )
+    yield

@@ -150,7 +150,8 @@ def test_apply_direction_to_drawn_regions(make_napari_viewer, astronaut):
     assert set(np.unique(guidance.data[ys, xs])) == {3}  # left-down
     assert (ys.min(), ys.max(), xs.min(), xs.max()) == (10, 20, 5, 30)
     assert len(ys) == 11 * 26  # the filled rectangle, nothing else
-    assert regions.nshapes == 0  # used up: ready for the next region
+    assert "blurry regions" not in viewer.layers  # a helper: gone once applied
+    assert viewer.layers.selection.active is guidance
     assert "286 px" in widget.status.text()
 
     guidance.undo()  # one undo step removes it
@@ -352,8 +353,11 @@ def test_missing_weights_is_a_message_not_a_traceback(
     assert [layer.name for layer in viewer.layers] == ["blurry"]
     assert widget.run_button.text() == "Run"
 
-    widget.weights_edit.value = tmp_path / "nope.safetensors"
-    _run(qtbot, widget)
+    widget.weights_edit.value = tmp_path / "nope.safetensors"  # Run greys out, saying why
+    assert not widget.run_button.isEnabled()
+    assert "nope.safetensors was not found" in widget.run_button.toolTip()
+    widget.run()  # called directly, it still says why
+    qtbot.waitUntil(lambda: not widget.running, timeout=WAIT_MS)
     assert "weights file not found" in widget.status.text()
     assert len(viewer.layers) == 1
 
