@@ -5,7 +5,8 @@ napari lines layers up by axis position, counted from the right. A 7-frame resul
 and stepping through the frames would move the video. So every stack the plugin adds (the
 frames of a decomposition, guidance samples, an animated video) gets **its own new leading
 axis**, named after what it holds ("frame", "sample", ...), and a singleton on each axis that
-already exists:
+already exists (but the viewer's first axis, when it already holds stacks of the same kind: a
+second photo's frames share the 'frame' axis of the first):
 
 * on the axis of the video frame it came from, the singleton is pinned to that frame (scale
   and translate of the video), so the result shows at that time and hides at others;
@@ -71,8 +72,11 @@ def stack_placement(viewer, source, frame: int | None, label: str) -> Placement:
     ranges = viewer.dims.range[:lead]
     src_lead = source.ndim - 2  # the source's non-spatial axes (rgb is not an axis)
     pinned = lead - src_lead if frame is not None and src_lead > 0 else None
+    # the viewer's first axis already holds stacks of this kind ("frame"): share it rather
+    # than add "frame 2" (and a size-1 axis for the old one)
+    shared = 1 if lead and labels[0] == label and pinned != 0 else 0
     translate, scale = [0.0], [1.0]
-    for axis in range(lead):
+    for axis in range(shared, lead):
         if axis == pinned:
             translate.append(float(source.translate[0]) + frame * float(source.scale[0]))
             scale.append(float(source.scale[0]))
@@ -85,10 +89,12 @@ def stack_placement(viewer, source, frame: int | None, label: str) -> Placement:
     translate += [float(v) for v in source.translate[-2:]]
     scale += [float(v) for v in source.scale[-2:]]
     return Placement(
-        singletons=lead,
+        singletons=lead - shared,
         translate=tuple(translate),
         scale=tuple(scale),
-        axis_labels=(_unique(label, labels), *labels, "y", "x"),
+        axis_labels=(label, *labels[1:], "y", "x")
+        if shared
+        else (_unique(label, labels), *labels, "y", "x"),
     )
 
 

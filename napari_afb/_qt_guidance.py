@@ -553,8 +553,9 @@ class GuidanceWidget(QWidget):
         return layer
 
     def apply_to_regions(self) -> int:
-        """Set every pixel inside the region shapes to the selected direction, then clear the
-        shapes. One undo step on the guidance layer (Ctrl+Z). Returns the pixels changed."""
+        """Set every pixel inside the region shapes to the selected direction, then remove the
+        regions layer ('Draw regions' makes a new one). One undo step on the guidance layer
+        (Ctrl+Z). Returns the pixels changed."""
         from napari.layers import Shapes
 
         layer = self._require_guidance()
@@ -578,8 +579,8 @@ class GuidanceWidget(QWidget):
         changed = int(np.count_nonzero(mask & (np.asarray(layer.data) != self.label)))
         self._set_pixels(layer, mask)
         n = shapes.nshapes
-        shapes.selected_data = set(range(n))
-        shapes.remove_selected()
+        self.viewer.layers.remove(shapes)  # its work is done: no empty layer (or grid cell) left
+        self._activate(layer)
         self._say(
             f"Set {changed} px to {direction_text(self.label)} from {n} region(s). "
             f"Ctrl+Z on '{layer.name}' undoes it."
