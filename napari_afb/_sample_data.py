@@ -29,6 +29,14 @@ def blurry_clock():
     return [(clock(), {"name": "blurry clock"}, "image")]
 
 
+def licence_plate():
+    """A real photo of a car's licence plate, blurred by camera shake (see
+    :func:`napari_afb.samples.licence_plate` for its source)."""
+    from .samples import licence_plate as load
+
+    return [(load(), {"name": "blurry licence plate"}, "image")]
+
+
 def synthetic_blur():
     """A synthetic blur of CC0 stills moved along known paths, with its true frames and guidance."""
     from .samples import synthetic_blur as make
