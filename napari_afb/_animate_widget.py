@@ -73,21 +73,30 @@ def animate_job(
     fps,
     cancel,
     speed="slow",
+    engine_name="learned",
 ):
     """Worker thread (no Qt, no napari): load the models, animate ``frames`` of ``video``,
     write ``out`` if given (in slow motion at ``fps``, or with ``speed="real"`` at N times it);
     yields Progress, returns ``(stack, summary, error, codec)`` with the frames
     (M * N, H, W[, C]) and the codec of ``out`` ("" when none was written), or
-    ``(None, "", message, "")`` for an expected failure, or None when cancelled."""
+    ``(None, "", message, "")`` for an expected failure, or None when cancelled.
+    ``engine_name="kernel"``: the blur-kernel engine, each frame's blur paths from its neighbours
+    (no model is loaded)."""
     from . import engine
     from .animate import animate_frames
     from .weights import cached_model, gui_message, model_on
 
     try:
-        dev = engine.select_device(device)
-        yield engine.Progress(0, 0, f"loading the model on {dev}...")
-        model, summary = model_on(model, weights, dev)
-        if guidance == "predict" and predictor is None:
+        kernel = {"shutter": "auto"} if engine_name == "kernel" else None
+        n_frames = N_FRAMES
+        if kernel is not None:
+            dev, summary = None, "none (blur-kernel engine: paths from neighbouring frames)"
+        else:
+            dev = engine.select_device(device)
+            yield engine.Progress(0, 0, f"loading the model on {dev}...")
+            model, summary = model_on(model, weights, dev)
+            n_frames = int(model.n_frames)
+        if kernel is None and guidance == "predict" and predictor is None:
             predictor, _ = cached_model(predictor_weights, dev, role="predictor")
         chunks: list[np.ndarray] = []
         yield from animate_frames(
@@ -100,13 +109,14 @@ def animate_job(
             cancel=cancel,
             guidance=guidance,
             predictor=predictor,
+            kernel=kernel,
         )
         stack = np.concatenate(chunks)
         if out is not None:
             from .export import write_frames
 
             yield engine.Progress(len(frames), len(frames), f"writing {out.name}...")
-            rate = fps * int(model.n_frames) if speed == "real" else fps
+            rate = fps * n_frames if speed == "real" else fps
             codec = write_frames(stack, out, fps=rate, overwrite=True).codec
     except engine.Cancelled:
         return None
@@ -137,6 +147,14 @@ class AnimateWidget(CancelOnClose, QWidget):
         self._started = 0.0
 
         self.video_combo = LayerCombo(napari_viewer, (Image,), prefer=_is_video)
+        self.engine_combo = QComboBox()
+        self.engine_combo.addItem("blur kernel (no training)", "kernel")
+        self.engine_combo.addItem("learned decomposer", "learned")
+        self.engine_combo.setToolTip(
+            "Blur kernel: each frame is deblurred along the blur paths the flow to its "
+            "neighbours gives (no weights needed). Learned: the decomposer network (its "
+            "shipped weights are provisional, CPU-trained)."
+        )
         self.start_spin = QSpinBox()
         self.stop_spin = QSpinBox()
         self.stop_spin.setToolTip("Animate up to this frame, not including it")
@@ -164,6 +182,7 @@ class AnimateWidget(CancelOnClose, QWidget):
         self.status.setWordWrap(True)
 
         form = QFormLayout()
+        form.addRow("Engine", self.engine_combo)
         form.addRow("Video", self.video_combo)
         form.addRow("From frame", self.start_spin)
         form.addRow("To frame (excl.)", self.stop_spin)
@@ -174,6 +193,7 @@ class AnimateWidget(CancelOnClose, QWidget):
         form.addRow("Save as", self.out_edit.native)
         form.addRow("Device", self.device_combo)
         self._inputs = [
+            self.engine_combo,
             self.video_combo,
             self.start_spin,
             self.stop_spin,
@@ -191,6 +211,7 @@ class AnimateWidget(CancelOnClose, QWidget):
         layout.addWidget(self.status)
         self.persist = Persist("animate")
         for key, widget in [
+            ("engine", self.engine_combo),
             ("guidance", self.guidance_combo),
             ("weights", self.weights_edit),
             ("predictor", self.predictor_edit),
@@ -209,7 +230,9 @@ class AnimateWidget(CancelOnClose, QWidget):
         self.video_combo.changed.connect(self._on_video)
         self.start_spin.valueChanged.connect(self._on_range)
         self.stop_spin.valueChanged.connect(self._on_range)
+        self.engine_combo.currentIndexChanged.connect(self._on_engine)
         for signal in (
+            self.engine_combo.currentIndexChanged,
             self.video_combo.currentIndexChanged,
             self.start_spin.valueChanged,
             self.stop_spin.valueChanged,
@@ -221,6 +244,7 @@ class AnimateWidget(CancelOnClose, QWidget):
         ):
             signal.connect(self.gate.update)
         self._on_video()
+        self._on_engine()
         self.gate.update()
 
     def showEvent(self, event) -> None:  # noqa: N802 (Qt's name)
@@ -233,6 +257,8 @@ class AnimateWidget(CancelOnClose, QWidget):
             return "Open a video (File > Open) to animate its frames."
         if self.stop_spin.value() <= self.start_spin.value():
             return "'To frame' must be after 'From frame'."
+        if self.engine() == "kernel":
+            return ""
         if self.model_override is None:
             reason = missing_file(self.weights_edit.value, "decomposer weights")
             if reason:
@@ -242,6 +268,19 @@ class AnimateWidget(CancelOnClose, QWidget):
         return ""
 
     # -- choices ---------------------------------------------------------------------------
+
+    def engine(self) -> str:
+        """ "kernel" or "learned" (a model set by a script means the learned engine)."""
+        if self.model_override is not None:
+            return "learned"
+        return self.engine_combo.currentData()
+
+    def _on_engine(self) -> None:
+        learned = self.engine() == "learned"
+        for field in (self.guidance_combo, self.weights_edit.native, self.predictor_edit.native):
+            field.setEnabled(learned)
+        if not learned:  # the kernel engine's paths come from the neighbouring frames
+            self.guidance_combo.setCurrentIndex(self.guidance_combo.findData("neighbors"))
 
     def _video(self):
         layer = self.video_combo.current()
@@ -333,6 +372,7 @@ class AnimateWidget(CancelOnClose, QWidget):
             fps=fps,
             cancel=self._cancel.is_set,
             speed=self.speed_combo.currentData(),
+            engine_name=self.engine(),
         )
         context = (layer, frames, out, fps, self.speed_combo.currentData())
         worker.yielded.connect(self._on_progress)

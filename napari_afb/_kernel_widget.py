@@ -282,7 +282,13 @@ def kernel_job(
     try:
         if callable(guidance):
             yield Progress(0, 0, estimating)
-            guidance = estimated = guidance()
+            out = guidance()
+            if isinstance(out, tuple):  # a video frame: its labels, and paths from its neighbours
+                out, measured = out
+                if not paths:
+                    paths = measured  # a measured path is this frame's truth: no bound on it
+                    kernel_bound = max([kernel_bound, *(int(p.extent()) + 3 for p in paths)])
+            guidance = estimated = out
         yield Progress(0, 0, "deblurring along the blur path..." if paths else "estimating...")
         result = yield from decompose_iter(
             image, guidance, paths, kernel_bound=kernel_bound, strength=strength, cancel=cancel

@@ -407,7 +407,8 @@ class DecomposeWidget(CancelOnClose, QWidget):
             guidance = np.array(labels, copy=True)  # painting during the run changes nothing
             name = f"layer '{source.name}'"
         elif source == NEIGHBORS:
-            return self._neighbor_job(layer, image, frame)
+            kernel = kernel if kernel is not None else self.engine() == "kernel"
+            return self._neighbor_job(layer, image, frame, kernel=kernel)
         elif source == PREDICTED:
             return self._predicted_job(layer, image, frame)
         elif isinstance(source, int):
@@ -428,9 +429,14 @@ class DecomposeWidget(CancelOnClose, QWidget):
             raise ValueError(f"Guidance {name}: {exc}") from None
         return _Job(layer.name, image, layer, guidance, name, frame, spatial_transform(layer))
 
-    def _neighbor_job(self, layer, image: np.ndarray, frame: int | None) -> _Job:
-        """Guidance estimated in the worker from the frames before and after the current one."""
+    def _neighbor_job(
+        self, layer, image: np.ndarray, frame: int | None, *, kernel: bool = False
+    ) -> _Job:
+        """Guidance estimated in the worker from the frames before and after the current one;
+        for the blur-kernel engine the frame's blur paths too (a (labels, paths) pair: the
+        paths measured from the neighbours, used where no path is drawn)."""
         from .flow import guidance_from_neighbors
+        from .kernel.video import blur_paths_from_neighbors
 
         if frame is None:
             raise ValueError(
@@ -445,6 +451,9 @@ class DecomposeWidget(CancelOnClose, QWidget):
             raise ValueError(f"'{layer.name}' has a single frame: no neighbours to compare.")
 
         def estimate():
+            if kernel:
+                paths, labels = blur_paths_from_neighbors(prev, image, nxt)
+                return labels, paths
             return guidance_from_neighbors(prev, image, nxt)
 
         source = f"neighbouring frames of frame {frame}"

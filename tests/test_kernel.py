@@ -308,3 +308,10 @@ def test_touching_regions_of_different_directions_get_their_own_paths(sharp):
     ring[10:40, 10:40] = False  # a centroid in the hole; the deepest point is on the ring
     x, y = inner_point(ring)
     assert ring[int(y), int(x)]
+
+
+def test_no_paths_at_all_keeps_the_input_and_none_estimates(sharp):
+    img = (sharp * 255).astype(np.uint8)
+    kept = run(decompose_iter(img, None, []))
+    assert kept.paths == [] and np.all(kept.frames == img[None])
+    assert any("nothing was deblurred" in n for n in kept.notes)

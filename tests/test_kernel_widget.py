@@ -213,3 +213,56 @@ def test_settings_persist_and_weights_pick_the_learned_engine(make_napari_viewer
     again.weights_edit.value = tmp_path / "mine.safetensors"
     assert again.engine() == "learned" and again.learned_box.isVisibleTo(again)
     assert not again.kernel.isVisibleTo(again)
+
+
+def test_a_video_frame_follows_the_paths_its_neighbours_give(make_napari_viewer, qtbot):
+    """A panning clip: with guidance from neighbouring frames, the kernel engine takes the
+    frame's blur path from the flow (no path drawn) and its frames move the way the camera
+    panned."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_kernel_video import STEP, _blurry
+
+    video = np.stack([_blurry(t, 1.0) for t in range(4)])
+    viewer = make_napari_viewer()
+    viewer.add_image(video, name="pan", rgb=True)
+    viewer.dims.set_current_step(0, 2)
+    widget = _widget(viewer)
+    assert widget.guidance_combo.current() == "neighbors"
+    _click_and_wait(qtbot, widget, widget.run_button)
+
+    frames = viewer.layers["pan frames"].data
+    frames = frames.reshape(7, *video.shape[1:])
+    meta = viewer.layers["pan frames"].metadata["napari_afb"]
+    assert meta["path_source"] == ["video"]
+    (x0, y0), (x1, y1) = np.asarray(meta["paths"][0])[[0, -1]]
+    assert np.sign(x1 - x0) == np.sign(STEP[0]) and np.sign(y1 - y0) == np.sign(STEP[1])
+    assert np.abs(frames[0].astype(int) - frames[-1]).mean() > 2
+
+
+def test_the_animate_dock_runs_the_kernel_engine_without_weights(make_napari_viewer, qtbot):
+    import sys
+    from pathlib import Path
+
+    from napari_afb._animate_widget import AnimateWidget
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_kernel_video import _blurry
+
+    video = np.stack([_blurry(t, 1.0) for t in range(4)])
+    viewer = make_napari_viewer()
+    viewer.add_image(video, name="pan", rgb=True, axis_labels=("t", "y", "x"))
+    widget = AnimateWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    assert widget.engine() == "kernel" and not widget.weights_edit.native.isEnabled()
+    widget.start_spin.setValue(1)
+    widget.stop_spin.setValue(3)
+    assert widget.run_button.isEnabled()  # no weights needed
+    widget.run_button.click()
+    qtbot.waitUntil(lambda: not widget.running, timeout=WAIT_MS)
+    layer = viewer.layers["pan animation 1-2"]
+    data = layer.data.reshape(14, *video.shape[1:])
+    assert np.abs(data[0].astype(int) - data[6]).mean() > 2  # the scene moves within frame 1
+    assert "Done" in widget.status.text()

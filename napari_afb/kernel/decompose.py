@@ -383,7 +383,8 @@ def decompose_iter(
     """Decompose a blurry image with the blur-kernel engine (see the module's docstring).
 
     ``paths``: drawn paths (anything :func:`~napari_afb.kernel.paths.as_paths` takes); None
-    estimates them. ``strength``: the deconvolution weight, or "auto" from the noise level.
+    estimates them; an empty list means no blur (the frames are copies of the input).
+    ``strength``: the deconvolution weight, or "auto" from the noise level.
     """
     if int(n_frames) != n_frames or n_frames < 1:
         raise ValueError(f"n_frames must be a positive whole number, got {n_frames!r}")
@@ -404,7 +405,7 @@ def decompose_iter(
                 f"{bound} px allows: raise the bound (kernel_bound / --kernel-bound) or check "
                 f"the path's coordinates"
             )
-    if given:
+    if paths is not None:  # drawn or measured; an empty list (nothing moved) keeps the input
         used = given
     else:
         yield Progress(0, 0, "estimating the blur path...")
