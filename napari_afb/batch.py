@@ -465,7 +465,7 @@ def connect(scheduler=None, workers: int | None = None, threads: int | None = No
     """(client, cluster or None, whether we own the client). ``scheduler`` is a
     ``distributed.Client`` (used as it is), an address, or None: ``$DASK_SCHEDULER_ADDRESS``,
     else a new local cluster of ``workers`` processes with ``threads`` torch threads each."""
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     if isinstance(scheduler, Client):
         return scheduler, None, False
@@ -484,16 +484,32 @@ def connect(scheduler=None, workers: int | None = None, threads: int | None = No
         dashboard = ":0"
     except ImportError:
         dashboard = None
-    cluster = LocalCluster(
-        n_workers=n,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=dashboard,
-        silence_logs=logging.CRITICAL,  # failures are in the summary
-    )
+    cluster = start_local_cluster(n, dashboard)
     client = Client(cluster)
     client.register_plugin(TorchThreads(per_worker), name=TorchThreads.name)
     return client, cluster, True
+
+
+def start_local_cluster(n_workers: int, dashboard: str | None = None):
+    """A LocalCluster of ``n_workers`` one-thread worker processes, this process's environment
+    left as it was. Dask's nannies set OMP_NUM_THREADS=1 (and MKL's, OpenBLAS's and malloc's
+    settings) for their workers in *this* process's environment and leave them there, so every
+    process the session starts afterwards (a training run, a video export) would run on one
+    thread; the workers have them, this process gets its own back."""
+    from distributed import LocalCluster
+
+    saved = dict(os.environ)
+    try:
+        return LocalCluster(
+            n_workers=n_workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=dashboard,
+            silence_logs=logging.CRITICAL,  # failures are in the summary
+        )
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 class _VideoOutput:

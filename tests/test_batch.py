@@ -3,7 +3,6 @@ of 2 worker processes, with small photos and clips the tests make from scikit-im
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import subprocess
@@ -22,13 +21,21 @@ from conftest import (
     perturbed_model,
     perturbed_predictor,
 )
-from distributed import Client, LocalCluster, WorkerPlugin
+from distributed import Client, WorkerPlugin
 from skimage import data
 
 import napari_afb
 from napari_afb import batch as batch_module
 from napari_afb import cli, io
-from napari_afb.batch import BatchOptions, TorchThreads, batch, find_inputs, finished, plan_jobs
+from napari_afb.batch import (
+    BatchOptions,
+    TorchThreads,
+    batch,
+    find_inputs,
+    finished,
+    plan_jobs,
+    start_local_cluster,
+)
 from napari_afb.weights import save_weights
 
 # The worker plugin below travels to the workers by value: they cannot import this module.
@@ -39,13 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def client():
-    cluster = LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=None,
-        silence_logs=logging.CRITICAL,
-    )
+    cluster = start_local_cluster(2)
     c = Client(cluster)
     c.register_plugin(TorchThreads(1), name=TorchThreads.name)
     yield c
@@ -333,3 +334,16 @@ def test_a_worker_killed_mid_task_has_its_task_retried(tmp_path, client, weights
     assert [r.status for r in summary.results] == ["done"] * 4
     assert len(decode_video(tmp_path / "out" / "clip.mp4")[0]) == 28
     client.wait_for_workers(2, timeout=60)
+
+
+def test_a_local_cluster_leaves_this_process_environment_alone(monkeypatch):
+    """Dask's nannies set OMP_NUM_THREADS=1 for their workers in the parent's environment; a
+    user's later subprocesses (training, exports) must not inherit it."""
+    import os
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    cluster = start_local_cluster(1)
+    try:
+        assert "OMP_NUM_THREADS" not in os.environ
+    finally:
+        cluster.close()
