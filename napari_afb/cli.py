@@ -586,8 +586,10 @@ def _demo(args) -> int:
     from .engine import select_device
     from .weights import WeightsError, cached_model
 
+    io.check_destination(args.out, args.overwrite)  # before the work
+    plate = _demo_plate()
     sample = samples.synthetic_blur()
-    print(f"sample: {sample.description}")
+    print(f"\nlearned engine (provisional CPU weights), sample: {sample.description}")
     device = select_device(args.device)
     try:
         model, info = cached_model(args.weights, device)
@@ -602,7 +604,6 @@ def _demo(args) -> int:
         )
         torch.manual_seed(0)
         model = models.build("motion_unet")
-    io.check_destination(args.out, args.overwrite)
     frames = api.decompose(sample.blurry, sample.guidance, model=model, **_run_kwargs(args))
 
     truth = sample.frames
@@ -613,7 +614,6 @@ def _demo(args) -> int:
         "blurry baseline vs truth, PSNR dB": np.mean([psnr(a, b) for a, b in zip(truth, baseline)]),
         "re-blur consistency, PSNR dB": psnr(sample.blurry / 255.0, reblur, data_range=1.0),
     }
-    plate = _demo_plate()
     with io.staged_directory(args.out, args.overwrite) as tmp:
         (tmp / "plate").mkdir()
         for name, (image, result, crop) in plate.items():
@@ -650,7 +650,10 @@ def _demo_plate() -> dict:
 
     image = samples.licence_plate()
     crop = (180, 310, 190, 410)  # the plate and the badge above it
-    print("sample: a real motion-blurred photo of a car (OpenCV's licence-plate sample)")
+    print(
+        "blur-kernel engine (the default), sample: a real motion-blurred photo of a car "
+        "(OpenCV's licence-plate sample)"
+    )
     out = {}
     for name, paths in (("drawn", "292,248,308,232"), ("estimated", None)):
         t0 = time.perf_counter()
