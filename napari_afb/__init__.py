@@ -24,8 +24,9 @@ __version__ = "0.1.0.dev0"
 def _quiet_openmp() -> None:
     """Let idle OpenMP threads sleep instead of spinning (``OMP_WAIT_POLICY=PASSIVE``), before
     torch loads its OpenMP runtime, which reads the variable once. Spinning threads fight every
-    other busy process for the cores: beside another torch job on a 2-core machine
-    ``decompose`` took a median 3.2 s with them and 2.3 s without (``benchmarks/bench_threads.py``,
+    other busy process for the cores: beside two busy torch processes on a 2-core machine the
+    learned engine's ``decompose`` of a 640 x 272 photo took a median 11.8 s with them and 1.2 s
+    without (0.3 s on the idle machine either way; ``benchmarks/bench_threads.py``,
     ``benchmarks/results/threads_vm.json``). A value the user set wins;
     ``NAPARI_AFB_KEEP_OMP=1`` leaves the environment alone."""
     if "torch" in sys.modules or os.environ.get("NAPARI_AFB_KEEP_OMP"):
