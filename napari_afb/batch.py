@@ -59,9 +59,10 @@ GUIDANCE_MODES = ("auto", "predict", "neighbors", "none")
 class BatchOptions:
     """What every file is decomposed with (the single-file commands' options).
 
-    ``guidance``: "auto" (a photo's ``.guidance.*`` file beside it, else the predictor; a
-    video's neighbouring frames), "predict", "neighbors" (videos; photos as "auto") or "none"
-    (``decompose`` gets no guidance and its engine decides). ``direction``: one motion direction
+    ``guidance``: "auto" (a photo's ``.guidance.*`` file beside it, else none for the blur-kernel
+    engine and the predictor for the learned one; a video's neighbouring frames), "predict",
+    "neighbors" (videos; photos as "auto") or "none" (``decompose`` gets no guidance and its
+    engine decides). ``direction``: one motion direction
     for every photo instead. ``decompose_kwargs``: further keyword arguments for
     :func:`napari_afb.decompose` (e.g. ``{"engine": "kernel"}``), passed through as they are.
     """
@@ -359,11 +360,20 @@ def _guidance_for_photo(image, source: str, options: BatchOptions):
     sidecar = _sidecar(Path(source), GUIDANCE_SUFFIXES)
     if sidecar is not None and options.guidance != "predict":
         return read_guidance(sidecar, shape=image.shape[:2])
+    if options.guidance == "auto" and _kernel_engine(options):
+        return None  # as `napari-afb decompose` does: the path (drawn or estimated) is enough
     from .predict import predict_guidance
 
     return predict_guidance(
         image, 1, seed=options.seed, device=options.device, weights=options.predictor_weights
     )[0]
+
+
+def _kernel_engine(options: BatchOptions) -> bool:
+    from .api import choose_engine
+
+    kw = options.decompose_args()
+    return choose_engine(kw.get("engine", "auto"), kw.get("weights"), kw.get("model")) == "kernel"
 
 
 def _decompose_kwargs(source: str, options: BatchOptions) -> dict:
@@ -403,8 +413,7 @@ def video_chunk_task(source: str, first: int, stop: int, options: BatchOptions) 
         n = len(video)
         kw = _decompose_kwargs(source, options)
         # the kernel engine takes each frame's blur paths from its neighbours, as animate does
-        engine = api.choose_engine(kw.get("engine", "auto"), kw.get("weights"), kw.get("model"))
-        kernel = engine == "kernel" and options.guidance in ("auto", "neighbors")
+        kernel = _kernel_engine(options) and options.guidance in ("auto", "neighbors")
         kernel_opts = {k: kw[k] for k in ("kernel_bound", "strength", "n_frames") if k in kw}
         prev = video[first - 1] if first > 0 else None
         cur, last, out = video[first], None, []

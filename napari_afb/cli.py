@@ -262,8 +262,9 @@ def _parser() -> argparse.ArgumentParser:
         "--guidance",
         choices=["auto", "predict", "neighbors", "none"],
         default="auto",
-        help="auto (default): a photo's NAME.guidance.png/.npy beside it, else the predictor; "
-        "a video's neighbouring frames. none: the engine decides",
+        help="auto (default): a photo's NAME.guidance.png/.npy beside it, else none for the "
+        "blur-kernel engine and the predictor for the learned one; a video's neighbouring "
+        "frames. none: the engine decides",
     )
     b.add_argument("--direction", choices=NAMES, metavar="NAME", help="one direction for photos")
     _add_run_options(b)
