@@ -19,15 +19,11 @@ import numpy as np
 from qtpy.QtWidgets import (
     QComboBox,
     QFormLayout,
-    QLabel,
-    QProgressBar,
-    QPushButton,
     QSpinBox,
-    QVBoxLayout,
     QWidget,
 )
 
-from ._dock import Persist, RunGate, fit_dock_width, fit_scroll_width, missing_file, reset_button
+from ._dock import RunGate, fit_scroll_width, lay_out_dock, missing_file, run_controls
 from ._export_widget import _confirm_overwrite
 from ._layout import METADATA_KEY, is_result, squeeze_leading, stack_placement
 from ._qt_guidance import (
@@ -35,8 +31,6 @@ from ._qt_guidance import (
     LayerCombo,
     current_index,
     device_combo,
-    fit_scroll_body,
-    scroll_body,
     weights_field,
 )
 
@@ -174,12 +168,9 @@ class AnimateWidget(CancelOnClose, QWidget):
         self.out_edit = FileEdit(mode="w", filter="*.mp4 *.gif *.tif", nullable=True)
         self.out_edit.line_edit.native.setPlaceholderText("(optional) also save as .mp4/.gif/.tif")
         self.device_combo = device_combo()
-        self.run_button = QPushButton("Animate")
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1)
-        self.progress.setValue(0)
-        self.status = QLabel("Pick a video and a range of frames, then Animate.")
-        self.status.setWordWrap(True)
+        self.run_button, self.progress, self.status = run_controls(
+            "Animate", "Pick a video and a range of frames, then Animate."
+        )
 
         form = QFormLayout()
         form.addRow("Engine", self.engine_combo)
@@ -204,34 +195,26 @@ class AnimateWidget(CancelOnClose, QWidget):
             self.out_edit.native,
             self.device_combo,
         ]
-        layout = QVBoxLayout(scroll_body(self))
-        layout.addLayout(form)
-        layout.addWidget(self.run_button)
-        layout.addWidget(self.progress)
-        layout.addWidget(self.status)
-        self.persist = Persist("animate")
-        for key, widget in [
-            ("engine", self.engine_combo),
-            ("guidance", self.guidance_combo),
-            ("weights", self.weights_edit),
-            ("predictor", self.predictor_edit),
-            ("playback", self.speed_combo),
-            ("device", self.device_combo),
-        ]:
-            self.persist.bind(key, widget)
-        self.reset_button = reset_button(self.persist, lambda: self.gate.update())
-        layout.addWidget(self.reset_button)
-        layout.addStretch(1)
-
-        fit_dock_width(self)
-        fit_scroll_body(self)
+        lay_out_dock(
+            self,
+            [form],
+            "animate",
+            [
+                ("engine", self.engine_combo),
+                ("guidance", self.guidance_combo),
+                ("weights", self.weights_edit),
+                ("predictor", self.predictor_edit),
+                ("playback", self.speed_combo),
+                ("device", self.device_combo),
+            ],
+        )
         self.gate = RunGate(self.run_button, self._reason, busy=lambda: self.running)
         self.run_button.clicked.connect(self._on_run_clicked)
         self.video_combo.changed.connect(self._on_video)
         self.start_spin.valueChanged.connect(self._on_range)
         self.stop_spin.valueChanged.connect(self._on_range)
         self.engine_combo.currentIndexChanged.connect(self._on_engine)
-        for signal in (
+        self.gate.watch(
             self.engine_combo.currentIndexChanged,
             self.video_combo.currentIndexChanged,
             self.start_spin.valueChanged,
@@ -241,8 +224,7 @@ class AnimateWidget(CancelOnClose, QWidget):
             self.predictor_edit.changed,
             napari_viewer.layers.events.inserted,
             napari_viewer.layers.events.removed,
-        ):
-            signal.connect(self.gate.update)
+        )
         self._on_video()
         self._on_engine()
         self.gate.update()
@@ -375,30 +357,15 @@ class AnimateWidget(CancelOnClose, QWidget):
             engine_name=self.engine(),
         )
         context = (layer, frames, out, fps, self.speed_combo.currentData())
-        worker.yielded.connect(self._on_progress)
         worker.returned.connect(lambda result: self._on_returned(result, context))
-        worker.errored.connect(self._on_errored)
-        worker.finished.connect(self._on_finished)
-        self._worker = worker
         self._handled = False
         self._activity = progress(total=len(frames), desc=f"animate {layer.name}")
         self._started = time.perf_counter()
-        self.run_button.setText("Cancel")
-        for widget in self._inputs:
-            widget.setEnabled(False)
-        self.progress.setRange(0, len(frames))
-        self.progress.setValue(0)
-        self.status.setText(f"Animating {len(frames)} frames...")
-        worker.start()
-        return worker
+        return self._start_run(worker, f"Animating {len(frames)} frames...", total=len(frames))
 
     def cancel(self) -> None:
         """Ask the running animation to stop after its current tile; nothing is added."""
-        if self.running:
-            self._cancel.set()
-            self.run_button.setEnabled(False)
-            self.run_button.setText("Cancelling...")
-            self.status.setText("Cancelling after the current tile...")
+        self._cancel_run("Cancelling after the current tile...")
 
     def _on_progress(self, p) -> None:
         if self._cancel.is_set() or self._handled:
@@ -460,15 +427,7 @@ class AnimateWidget(CancelOnClose, QWidget):
         self.status.setText(f"Failed: {type(exc).__name__}: {exc}")
 
     def _on_finished(self) -> None:
-        self._worker = None
-        if self._activity is not None:
-            self._activity.close()
-            self._activity = None
-        self.run_button.setText("Animate")
-        self.run_button.setEnabled(True)
-        self.gate.update()
-        for widget in self._inputs:
-            widget.setEnabled(True)
+        self._end_run({self.run_button: "Animate"})
         if self._cancel.is_set():
             self.progress.setValue(0)
 

@@ -20,16 +20,12 @@ from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
     QFormLayout,
-    QLabel,
-    QProgressBar,
-    QPushButton,
     QSpinBox,
-    QVBoxLayout,
     QWidget,
 )
 
-from ._dock import Persist, RunGate, fit_dock_width, fit_scroll_width, missing_file, reset_button
-from ._qt_guidance import CancelOnClose, device_combo, fit_scroll_body, scroll_body, weights_field
+from ._dock import RunGate, fit_scroll_width, lay_out_dock, missing_file, run_controls
+from ._qt_guidance import CancelOnClose, device_combo, weights_field
 
 if TYPE_CHECKING:
     import napari
@@ -94,12 +90,9 @@ class BatchWidget(CancelOnClose, QWidget):
         self.workers_spin.setToolTip("Worker processes of the local cluster (auto: by the cores)")
         self.open_check = QCheckBox("open results as they finish")
         self.open_check.setChecked(True)
-        self.run_button = QPushButton("Process folder")
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1)
-        self.progress.setValue(0)
-        self.status = QLabel("Pick a folder of photos and videos and an output folder.")
-        self.status.setWordWrap(True)
+        self.run_button, self.progress, self.status = run_controls(
+            "Process folder", "Pick a folder of photos and videos and an output folder."
+        )
 
         form = QFormLayout()
         form.addRow("Folder", self.in_edit.native)
@@ -119,31 +112,23 @@ class BatchWidget(CancelOnClose, QWidget):
             self.device_combo,
             self.workers_spin,
         ]
-        layout = QVBoxLayout(scroll_body(self))
-        layout.addLayout(form)
-        layout.addWidget(self.run_button)
-        layout.addWidget(self.progress)
-        layout.addWidget(self.status)
-        self.persist = Persist("batch")
-        for key, widget in [
-            ("folder", self.in_edit),
-            ("output", self.out_edit),
-            ("guidance", self.guidance_combo),
-            ("engine", self.engine_combo),
-            ("weights", self.weights_edit),
-            ("device", self.device_combo),
-            ("workers", self.workers_spin),
-            ("open", self.open_check),
-        ]:
-            self.persist.bind(key, widget)
-        self.reset_button = reset_button(self.persist, lambda: self.gate.update())
-        layout.addWidget(self.reset_button)
-        layout.addStretch(1)
-        fit_dock_width(self)
-        fit_scroll_body(self)
+        lay_out_dock(
+            self,
+            [form],
+            "batch",
+            [
+                ("folder", self.in_edit),
+                ("output", self.out_edit),
+                ("guidance", self.guidance_combo),
+                ("engine", self.engine_combo),
+                ("weights", self.weights_edit),
+                ("device", self.device_combo),
+                ("workers", self.workers_spin),
+                ("open", self.open_check),
+            ],
+        )
         self.gate = RunGate(self.run_button, self._reason, busy=lambda: self.running)
-        for signal in (self.in_edit.changed, self.out_edit.changed, self.weights_edit.changed):
-            signal.connect(self.gate.update)
+        self.gate.watch(self.in_edit.changed, self.out_edit.changed, self.weights_edit.changed)
         self.gate.update()
         self.run_button.clicked.connect(self._on_run_clicked)
 
@@ -198,29 +183,15 @@ class BatchWidget(CancelOnClose, QWidget):
             workers=self.workers_spin.value() or None,
             cancel=self._cancel.is_set,
         )
-        worker.yielded.connect(self._on_progress)
         worker.returned.connect(self._on_returned)
-        worker.errored.connect(self._on_errored)
-        worker.finished.connect(self._on_finished)
-        self._worker = worker
         self._opened = 0
         self._activity = progress(total=0, desc=f"batch {folder.name}")
         self._started = time.perf_counter()
-        self.run_button.setText("Cancel")
-        for widget in self._inputs:
-            widget.setEnabled(False)
-        self.progress.setRange(0, 0)  # busy until the first count
-        self.status.setText("Starting the workers...")
-        worker.start()
-        return worker
+        return self._start_run(worker, "Starting the workers...")  # busy until the first count
 
     def cancel(self) -> None:
         """Stop the batch: running tasks are dropped, finished outputs kept."""
-        if self.running:
-            self._cancel.set()
-            self.run_button.setEnabled(False)
-            self.run_button.setText("Cancelling...")
-            self.status.setText("Cancelling; finished outputs are kept...")
+        self._cancel_run("Cancelling; finished outputs are kept...")
 
     def _on_progress(self, p) -> None:
         if self._cancel.is_set() or self.closed:
@@ -282,14 +253,6 @@ class BatchWidget(CancelOnClose, QWidget):
         self.status.setText(f"Failed: {type(exc).__name__}: {exc}")
 
     def _on_finished(self) -> None:
-        self._worker = None
-        if self._activity is not None:
-            self._activity.close()
-            self._activity = None
-        self.run_button.setText("Process folder")
-        self.run_button.setEnabled(True)
-        self.gate.update()
+        self._end_run({self.run_button: "Process folder"})
         self.progress.setRange(0, 1)
         self.progress.setValue(1 if not self._cancel.is_set() else 0)
-        for widget in self._inputs:
-            widget.setEnabled(True)

@@ -11,6 +11,8 @@ sessions (with a way back to the defaults), and a Run button greyed out with its
   QSettings' user path at a temporary folder). :meth:`Persist.reset` is the way back.
 * :class:`RunGate` keeps a Run button disabled, with the reason as its tooltip (and in the
   status line while that shows nothing newer), as long as an input is missing or invalid.
+* :func:`run_controls` and :func:`lay_out_dock` build a run dock: its Run button, bar and
+  status line, under its form, then 'Reset to defaults'.
 """
 
 from __future__ import annotations
@@ -28,11 +30,15 @@ from qtpy.QtWidgets import (
     QFormLayout,
     QLabel,
     QLayout,
+    QProgressBar,
     QPushButton,
     QScrollArea,
     QSpinBox,
+    QVBoxLayout,
     QWidget,
 )
+
+from ._qt_guidance import fit_scroll_body, scroll_body
 
 __all__ = [
     "DOCK_WIDTH",
@@ -40,8 +46,10 @@ __all__ = [
     "RunGate",
     "fit_dock_width",
     "fit_scroll_width",
+    "lay_out_dock",
     "missing_file",
     "reset_button",
+    "run_controls",
     "settings",
     "text_fits",
 ]
@@ -278,6 +286,45 @@ class RunGate:
             self._set_status(self._idle)
             self._shown = ""
         return reason
+
+    def watch(self, *signals) -> None:
+        """Check again whenever one of ``signals`` fires (an input or the layer list changed)."""
+        for signal in signals:
+            signal.connect(self.update)
+
+
+def run_controls(text: str, prompt: str) -> tuple[QPushButton, QProgressBar, QLabel]:
+    """A run dock's Run button reading ``text``, its bar (empty) and its status line, which
+    reads ``prompt`` until there is more to say."""
+    button = QPushButton(text)
+    bar = QProgressBar()
+    bar.setRange(0, 1)
+    bar.setValue(0)
+    status = QLabel(prompt)
+    status.setWordWrap(True)
+    return button, bar, status
+
+
+def lay_out_dock(dock: QWidget, rows, group: str, bindings, after=None) -> None:
+    """Lay a run dock out in a scroll body: ``rows`` (layouts and widgets), then its
+    ``run_button``, ``progress`` and ``status``, then ``dock.reset_button`` for the settings
+    ``dock.persist`` keeps under ``group`` (``bindings``: (key, widget) pairs, bound in that
+    order); a reset then calls ``after`` (by default ``dock.gate.update``). Fits the dock to
+    napari's column."""
+    layout = QVBoxLayout(scroll_body(dock))
+    for row in [*rows, dock.run_button, dock.progress, dock.status]:
+        if isinstance(row, QLayout):
+            layout.addLayout(row)
+        else:
+            layout.addWidget(row)
+    dock.persist = Persist(group)
+    for key, widget in bindings:
+        dock.persist.bind(key, widget)
+    dock.reset_button = reset_button(dock.persist, after or (lambda: dock.gate.update()))
+    layout.addWidget(dock.reset_button)
+    layout.addStretch(1)
+    fit_dock_width(dock)
+    fit_scroll_body(dock)
 
 
 def missing_file(value, what: str) -> str:

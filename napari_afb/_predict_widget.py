@@ -18,19 +18,16 @@ from qtpy.QtWidgets import (
     QProgressBar,
     QPushButton,
     QSpinBox,
-    QVBoxLayout,
     QWidget,
 )
 
-from ._dock import Persist, RunGate, fit_dock_width, fit_scroll_width, missing_file, reset_button
+from ._dock import RunGate, fit_scroll_width, lay_out_dock, missing_file
 from ._layout import is_result, stack_placement
 from ._qt_guidance import (
     CancelOnClose,
     LayerCombo,
     current_image,
     device_combo,
-    fit_scroll_body,
-    scroll_body,
     weights_field,
 )
 
@@ -117,22 +114,6 @@ class SampleGuidanceWidget(CancelOnClose, QWidget):
         form.addRow("Seed", self.seed_spin)
         form.addRow("Weights", self.weights_edit.native)
         form.addRow("Device", self.device_combo)
-        layout = QVBoxLayout(scroll_body(self))
-        layout.addLayout(form)
-        layout.addWidget(self.run_button)
-        layout.addWidget(self.progress)
-        layout.addWidget(self.status)
-        self.persist = Persist("sample")
-        for key, widget in [
-            ("samples", self.samples_spin),
-            ("seed", self.seed_spin),
-            ("weights", self.weights_edit),
-            ("device", self.device_combo),
-        ]:
-            self.persist.bind(key, widget)
-        self.reset_button = reset_button(self.persist, lambda: self.gate.update())
-        layout.addWidget(self.reset_button)
-        layout.addStretch(1)
         self._inputs = [
             self.image_combo,
             self.samples_spin,
@@ -140,16 +121,24 @@ class SampleGuidanceWidget(CancelOnClose, QWidget):
             self.weights_edit.native,
             self.device_combo,
         ]
-        fit_dock_width(self)
-        fit_scroll_body(self)
+        lay_out_dock(
+            self,
+            [form],
+            "sample",
+            [
+                ("samples", self.samples_spin),
+                ("seed", self.seed_spin),
+                ("weights", self.weights_edit),
+                ("device", self.device_combo),
+            ],
+        )
         self.gate = RunGate(self.run_button, self._reason, busy=lambda: self.running)
-        for signal in (
+        self.gate.watch(
             self.image_combo.currentIndexChanged,
             self.weights_edit.changed,
             napari_viewer.layers.events.inserted,
             napari_viewer.layers.events.removed,
-        ):
-            signal.connect(self.gate.update)
+        )
         self.gate.update()
         self.run_button.clicked.connect(self._on_run_clicked)
 
@@ -203,16 +192,7 @@ class SampleGuidanceWidget(CancelOnClose, QWidget):
         )
         context = (layer, frame, seed, n)
         worker.returned.connect(lambda result: self._on_returned(result, context))
-        worker.errored.connect(self._on_errored)
-        worker.finished.connect(self._on_finished)
-        self._worker = worker
-        self.run_button.setText("Cancel")
-        for widget in self._inputs:
-            widget.setEnabled(False)
-        self.progress.setRange(0, 0)
-        self.status.setText(f"Sampling {n} guidance maps...")
-        worker.start()
-        return worker
+        return self._start_run(worker, f"Sampling {n} guidance maps...")
 
     def _on_returned(self, result, context) -> None:
         from ._sample_data import guidance_layer_kwargs
@@ -253,10 +233,6 @@ class SampleGuidanceWidget(CancelOnClose, QWidget):
         self._fail(f"{exc}" if isinstance(exc, ValueError) else f"Failed: {exc!r}")
 
     def _on_finished(self) -> None:
-        self._worker = None
-        self.run_button.setText("Sample guidance")
-        for widget in self._inputs:
-            widget.setEnabled(True)
-        self.gate.update()
+        self._end_run({self.run_button: "Sample guidance"})
         self.progress.setRange(0, 1)
         self.progress.setValue(1 if not self._cancel.is_set() else 0)

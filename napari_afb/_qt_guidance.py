@@ -134,14 +134,16 @@ def device_combo() -> QComboBox:
 class CancelOnClose:
     """Mixin for a dock widget that runs one job at a time in ``self._worker`` (None when idle),
     with ``run()``, ``cancel()`` and a ``status`` label. Its one button toggles Run / Cancel
-    (:meth:`_on_run_clicked`), :meth:`_fail` shows a message in the status line and as a
-    notification, and closing the widget cancels its run: napari's close button takes the
-    widget out of its dock (its parent becomes None) without a close event, so both are
-    watched. ``closed`` is True from then on: a run that ends later adds nothing."""
+    (:meth:`_on_run_clicked`); :meth:`_start_run`, :meth:`_cancel_run` and :meth:`_end_run`
+    switch the dock into the running state and back; :meth:`_fail` shows a message in the
+    status line and as a notification, and closing the widget cancels its run: napari's close
+    button takes the widget out of its dock (its parent becomes None) without a close event, so
+    both are watched. ``closed`` is True from then on: a run that ends later adds nothing."""
 
     closed = False
     _had_parent = False
     _worker = None
+    _activity = None  # a napari progress in the activity dock, closed when the run ends
 
     @property
     def running(self) -> bool:
@@ -152,6 +154,50 @@ class CancelOnClose:
             self.cancel()
         else:
             self.run()
+
+    def _start_run(self, worker, message: str, *, total: int = 0, button=None):
+        """Start ``worker`` (its ``returned`` already connected): what a generator job yields
+        goes to ``_on_progress``, its errors to ``_on_errored``, its end to ``_on_finished``.
+        ``button`` (``run_button`` by default) becomes Cancel, ``_inputs`` are disabled, the
+        bar counts to ``total`` from 0 (busy while ``total`` is 0) and ``message`` shows."""
+        if hasattr(worker, "yielded"):
+            worker.yielded.connect(self._on_progress)
+        worker.errored.connect(self._on_errored)
+        worker.finished.connect(self._on_finished)
+        self._worker = worker
+        (button or self.run_button).setText("Cancel")
+        for widget in self._inputs:
+            widget.setEnabled(False)
+        self.progress.setRange(0, total)
+        if total:
+            self.progress.setValue(0)
+        self.status.setText(message)
+        worker.start()
+        return worker
+
+    def _cancel_run(self, message: str, button=None) -> None:
+        """Ask the running job to stop (``self._cancel``): ``button`` (``run_button`` by
+        default) reads 'Cancelling...', disabled, and ``message`` shows."""
+        if self.running:
+            self._cancel.set()
+            button = button or self.run_button
+            button.setEnabled(False)
+            button.setText("Cancelling...")
+            self.status.setText(message)
+
+    def _end_run(self, buttons: dict) -> None:
+        """The job has finished: the activity dock's entry closes, ``buttons`` ({button: its
+        idle text}) and ``_inputs`` come back, and the gate decides on Run again."""
+        self._worker = None
+        if self._activity is not None:
+            self._activity.close()
+            self._activity = None
+        for button, text in buttons.items():
+            button.setText(text)
+            button.setEnabled(True)
+        for widget in self._inputs:
+            widget.setEnabled(True)
+        self.gate.update()
 
     def _fail(self, message: str) -> None:
         from napari.utils.notifications import show_error

@@ -21,15 +21,12 @@ from qtpy.QtWidgets import (
     QComboBox,
     QFormLayout,
     QGroupBox,
-    QLabel,
-    QProgressBar,
     QPushButton,
     QSpinBox,
-    QVBoxLayout,
     QWidget,
 )
 
-from ._dock import Persist, RunGate, fit_dock_width, fit_scroll_width, missing_file, reset_button
+from ._dock import RunGate, fit_scroll_width, lay_out_dock, missing_file, run_controls
 from ._layout import is_result, leading_index, squeeze_leading, stack_placement
 from ._qt_guidance import (
     CancelOnClose,
@@ -38,9 +35,7 @@ from ._qt_guidance import (
     current_image,
     device_combo,
     direction_text,
-    fit_scroll_body,
     image_spatial_shape,
-    scroll_body,
     spatial_transform,
     weights_field,
 )
@@ -213,12 +208,9 @@ class DecomposeWidget(CancelOnClose, QWidget):
         self.tile_spin.setSuffix(" px")
         self.tile_spin.setToolTip("Tile side; smaller tiles need less memory. auto: by device")
         self.kernel = KernelPanel(self, napari_viewer)
-        self.run_button = QPushButton("Run")
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1)
-        self.progress.setValue(0)
-        self.status = QLabel("Pick an image and its guidance, then Run.")
-        self.status.setWordWrap(True)
+        self.run_button, self.progress, self.status = run_controls(
+            "Run", "Pick an image and its guidance, then Run."
+        )
 
         form = QFormLayout()
         form.addRow("Engine", self.engine_combo)
@@ -243,30 +235,21 @@ class DecomposeWidget(CancelOnClose, QWidget):
             *self.kernel.buttons,
         ]
         self._buttons = {self.run_button: "Run", self.kernel.estimate_button: "Estimate blur path"}
-        layout = QVBoxLayout(scroll_body(self))
-        layout.addLayout(form)
-        layout.addWidget(self.kernel)
-        layout.addWidget(self.learned_box)
-        layout.addWidget(self.run_button)
-        layout.addWidget(self.progress)
-        layout.addWidget(self.status)
-        self.persist = Persist("decompose")
-        for key, widget in [
-            ("weights", self.weights_edit),
-            ("predictor", self.predictor_edit),
-            ("engine", self.engine_combo),  # after the weights: a stored engine wins
-            ("device", self.device_combo),
-            ("tile", self.tile_spin),
-            ("kernel_bound", self.kernel.bound_spin),
-            ("strength", self.kernel.strength_spin),
-        ]:
-            self.persist.bind(key, widget)
-        self.reset_button = reset_button(self.persist, self._after_reset)
-        layout.addWidget(self.reset_button)
-        layout.addStretch(1)
-
-        fit_dock_width(self)
-        fit_scroll_body(self)
+        lay_out_dock(
+            self,
+            [form, self.kernel, self.learned_box],
+            "decompose",
+            [
+                ("weights", self.weights_edit),
+                ("predictor", self.predictor_edit),
+                ("engine", self.engine_combo),  # after the weights: a stored engine wins
+                ("device", self.device_combo),
+                ("tile", self.tile_spin),
+                ("kernel_bound", self.kernel.bound_spin),
+                ("strength", self.kernel.strength_spin),
+            ],
+            self._after_reset,
+        )
         self.gate = RunGate(
             self.run_button, self._reason, status=self.status, busy=lambda: self.running
         )
@@ -279,7 +262,7 @@ class DecomposeWidget(CancelOnClose, QWidget):
         napari_viewer.layers.events.removed.connect(self._on_layer_removed)
         self._reported: set[str] = set()  # the layers the status line names
         self._on_engine_changed()
-        for signal in (
+        self.gate.watch(
             self.image_combo.currentIndexChanged,
             self.guidance_combo.currentIndexChanged,
             self.engine_combo.currentIndexChanged,
@@ -287,8 +270,7 @@ class DecomposeWidget(CancelOnClose, QWidget):
             self.predictor_edit.changed,
             napari_viewer.layers.events.inserted,
             napari_viewer.layers.events.removed,
-        ):
-            signal.connect(self.gate.update)
+        )
         self.gate.update()
 
     def showEvent(self, event) -> None:  # noqa: N802 (Qt's name)
@@ -548,29 +530,14 @@ class DecomposeWidget(CancelOnClose, QWidget):
     def _start(self, worker, button: QPushButton, message: str):
         """Start ``worker`` (its ``returned`` already connected) with ``button`` as its Cancel
         button, the other inputs disabled, and progress in the bar and status line."""
-        worker.yielded.connect(self._on_progress)
-        worker.errored.connect(self._on_errored)
-        worker.finished.connect(self._on_finished)
-        self._worker = worker
         self._active_button = button
         for other in self._buttons:
             other.setEnabled(other is button)
-        button.setText("Cancel")
-        for widget in self._inputs:
-            widget.setEnabled(False)
-        self.progress.setRange(0, 0)  # busy until the first step
-        self.status.setText(message)
-        worker.start()
-        return worker
+        return self._start_run(worker, message, button=button)  # busy until the first step
 
     def cancel(self) -> None:
         """Ask the running job to stop after its current step."""
-        if self.running:
-            self._cancel.set()
-            button = self._active_button or self.run_button
-            button.setEnabled(False)
-            button.setText("Cancelling...")
-            self.status.setText("Cancelling after the current step...")
+        self._cancel_run("Cancelling after the current step...", self._active_button)
 
     def _on_progress(self, p) -> None:
         if p.total:
@@ -614,15 +581,9 @@ class DecomposeWidget(CancelOnClose, QWidget):
         self.status.setText(f"Failed: {type(exc).__name__}: {exc}")
 
     def _on_finished(self) -> None:
-        self._worker = None
         self._job = None
         self._active_button = None
-        for button, text in self._buttons.items():
-            button.setText(text)
-            button.setEnabled(True)
-        for widget in self._inputs:
-            widget.setEnabled(True)
-        self.gate.update()
+        self._end_run(self._buttons)
         done = self.progress.maximum() > 0 and self.progress.value() == self.progress.maximum()
         if not done or self._cancel.is_set():
             self.progress.setRange(0, 1)
