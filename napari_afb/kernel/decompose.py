@@ -438,9 +438,11 @@ def decompose_iter(
             planes.append(plane)
             done += 1
             yield Progress(done, total, f"deconvolving along path {i + 1} of {len(used)}")
-        lat = _from_space(np.stack(planes, axis=-1), space)
+        lat = np.stack(planes, axis=-1)
         region = owner == i
+        # in the space it was solved in: back in sRGB, linear light's overshoot is clipped away
         why = ringing(lat, region, margin=p.kernel_size())
+        lat = _from_space(lat, space)
         if why and p.source == "drawn":  # the user's own path: say so, keep their result
             notes.append(f"the deconvolution along path {i + 1} rings ({why}): check the path")
         elif why:
