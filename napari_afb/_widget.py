@@ -209,7 +209,7 @@ class DecomposeWidget(CancelOnClose, QWidget):
         self.tile_spin.setToolTip("Tile side; smaller tiles need less memory. auto: by device")
         self.kernel = KernelPanel(self, napari_viewer)
         self.run_button, self.progress, self.status = run_controls(
-            "Run", "Pick an image and its guidance, then Run."
+            "Run", "Pick an image, then draw or estimate a blur path (or just Run)."
         )
 
         form = QFormLayout()
