@@ -338,27 +338,32 @@ def run_shake_case(name, extent, seed, space, learned=True):
 
     # kernel engine, blind
     bound = max(51, odd(1.5 * extent))
+
+    def blind_scores(res, secs: float) -> dict:
+        """A blind result scored: latent aligned by the best shift within its kernel's radius,
+        frames with that shift in the better time order."""
+        radius = max([p.kernel_size() // 2 for p in res.paths], default=0)
+        dy, dx = best_shift(res.latent, sharp, radius) if radius else (0, 0)
+        fp, rev = frame_scores(res.frames, gt_frames, dy=dy, dx=dx, both_orders=True)
+        return {
+            "kernel_bound": bound,
+            "estimated_kernel_px": 2 * radius + 1 if radius else 0,
+            "estimated_extent_px": round(res.paths[0].extent(), 1) if res.paths else 0.0,
+            "backed_off": not res.paths,
+            "shift_yx": [dy, dx],
+            "latent_psnr": psnr(inner(res.latent, dy=dy, dx=dx), inner(sharp)),
+            "latent_ssim": ssim(inner(res.latent, dy=dy, dx=dx), inner(sharp)),
+            "latent_psnr_unaligned": psnr(inner(res.latent), inner(sharp)),
+            "frame_psnr": fp,
+            "frames_reversed": rev,
+            "seconds": secs,
+            "strength": res.strength,
+            "notes": res.notes,
+        }
+
     t0 = time.perf_counter()
     res = run(decompose_iter(blurry, kernel_bound=bound))
-    secs = time.perf_counter() - t0
-    radius = max([p.kernel_size() // 2 for p in res.paths], default=0)
-    dy, dx = best_shift(res.latent, sharp, radius) if radius else (0, 0)
-    fp, rev = frame_scores(res.frames, gt_frames, dy=dy, dx=dx, both_orders=True)
-    row["blind"] = {
-        "kernel_bound": bound,
-        "estimated_kernel_px": 2 * radius + 1 if radius else 0,
-        "estimated_extent_px": round(res.paths[0].extent(), 1) if res.paths else 0.0,
-        "backed_off": not res.paths,
-        "shift_yx": [dy, dx],
-        "latent_psnr": psnr(inner(res.latent, dy=dy, dx=dx), inner(sharp)),
-        "latent_ssim": ssim(inner(res.latent, dy=dy, dx=dx), inner(sharp)),
-        "latent_psnr_unaligned": psnr(inner(res.latent), inner(sharp)),
-        "frame_psnr": fp,
-        "frames_reversed": rev,
-        "seconds": secs,
-        "strength": res.strength,
-        "notes": res.notes,
-    }
+    row["blind"] = blind_scores(res, time.perf_counter() - t0)
 
     # diagnostics (not the product): the blind estimate with the engine's back-off checks
     # switched off in this process (its halves-agree and clean-path tests), scored like blind;
@@ -368,18 +373,7 @@ def run_shake_case(name, extent, seed, space, learned=True):
             t0 = time.perf_counter()
             res = run(decompose_iter(blurry, kernel_bound=bound))
             secs = time.perf_counter() - t0
-        radius = max([p.kernel_size() // 2 for p in res.paths], default=0)
-        dy, dx = best_shift(res.latent, sharp, radius) if radius else (0, 0)
-        fp, rev = frame_scores(res.frames, gt_frames, dy=dy, dx=dx, both_orders=True)
-        row["blind_unchecked"] = {
-            "estimated_extent_px": round(res.paths[0].extent(), 1) if res.paths else 0.0,
-            "shift_yx": [dy, dx],
-            "latent_psnr": psnr(inner(res.latent, dy=dy, dx=dx), inner(sharp)),
-            "latent_ssim": ssim(inner(res.latent, dy=dy, dx=dx), inner(sharp)),
-            "frame_psnr": fp,
-            "seconds": secs,
-            "notes": res.notes,
-        }
+        row["blind_unchecked"] = blind_scores(res, secs)
     except AttributeError as exc:  # the engine's internals changed
         row["blind_unchecked"] = {"error": str(exc)}
     sweep = {}

@@ -319,34 +319,22 @@ def animate_video(
     ``space`` as in :func:`napari_afb.decompose`.
     """
     from .api import choose_engine
-
-    if choose_engine(engine, weights, model) == "kernel":
-        options = {"shutter": shutter, "kernel_bound": kernel_bound, "strength": strength}
-        options["space"] = space
-        gen = animate_iter(
-            source,
-            out,
-            model=None,
-            device=None,
-            overwrite=overwrite,
-            cancel=cancel,
-            start=start,
-            stop=stop,
-            speed=speed,
-            kernel=options,
-        )
-        return engine_mod.drive(gen, progress, desc="animate", unit="frame")
     from .weights import cached_model, model_on
 
-    dev = engine_mod.select_device(device)
-    model, _ = model_on(model, weights, dev)
-    predictor = None
-    if guidance == "predict":
-        predictor, _ = cached_model(predictor_weights, dev, role="predictor")
+    dev = predictor = kernel = None
+    if choose_engine(engine, weights, model) == "kernel":
+        kernel = {"shutter": shutter, "kernel_bound": kernel_bound, "strength": strength}
+        kernel["space"] = space
+        guidance = "neighbors"  # the kernel engine's paths come from the neighbouring frames
+    else:
+        dev = engine_mod.select_device(device)
+        model, _ = model_on(model, weights, dev)
+        if guidance == "predict":
+            predictor, _ = cached_model(predictor_weights, dev, role="predictor")
     gen = animate_iter(
         source,
         out,
-        model=model,
+        model=model if kernel is None else None,
         device=dev,
         tile=tile,
         overwrite=overwrite,
@@ -356,5 +344,6 @@ def animate_video(
         start=start,
         stop=stop,
         speed=speed,
+        kernel=kernel,
     )
     return engine_mod.drive(gen, progress, desc="animate", unit="frame")
