@@ -298,7 +298,7 @@ def animate_video(
     stop: int | None = None,
     speed: str = "slow",
     engine: str = "auto",
-    shutter: float = 0.5,
+    shutter: float | str = "auto",
     kernel_bound: int = 51,
     strength: float | str = "auto",
     space: str = "gamma",
@@ -314,7 +314,8 @@ def animate_video(
     summary dict (its ``codec`` says which codec wrote the video).
 
     ``engine``: "kernel" (each frame deblurred along the paths its neighbours' flow gives, the
-    exposure taking ``shutter`` of the frame interval), "learned", or "auto" (learned when
+    exposure taking ``shutter`` of the frame interval, or "auto": the longest share whose
+    deconvolution does not ring), "learned", or "auto" (learned when
     ``weights`` or ``model`` is given, else kernel); ``kernel_bound``, ``strength`` and
     ``space`` as in :func:`napari_afb.decompose`.
     """

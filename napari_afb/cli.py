@@ -303,6 +303,15 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _shutter(text: str):
+    if text == "auto":
+        return text
+    value = _positive(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"a fraction of the frame interval, at most 1: {text}")
+    return value
+
+
 def _positive(text: str) -> float:
     try:
         value = float(text)
@@ -324,11 +333,12 @@ def _add_engine_options(p: argparse.ArgumentParser, video: bool = False) -> None
     if video:
         p.add_argument(
             "--shutter",
-            type=float,
-            default=0.5,
+            type=_shutter,
+            default="auto",
             metavar="FRACTION",
             help="kernel engine: the share of the frame interval the shutter was open, in (0, "
-            "1] (default 0.5); each frame's blur path is this times its motion per frame",
+            "1], or auto (default: the longest that does not ring); each frame's blur path is "
+            "this times its motion per frame",
         )
     else:
         _add_path_options(p)
