@@ -315,3 +315,28 @@ def test_no_paths_at_all_keeps_the_input_and_none_estimates(sharp):
     kept = run(decompose_iter(img, None, []))
     assert kept.paths == [] and np.all(kept.frames == img[None])
     assert any("nothing was deblurred" in n for n in kept.notes)
+
+
+def test_residual_blur_tells_a_deblurred_image_from_one_still_blurred():
+    from napari_afb.kernel.decompose import RESIDUAL_SHARE, residual_blur
+
+    img = data.astronaut()[:384, 64:448].astype(np.float32) / 255
+    everywhere = np.ones(img.shape[:2], bool)
+    share, spans = residual_blur(img, everywhere)
+    assert len(spans) == 9 and share < RESIDUAL_SHARE, spans
+    still_blurred = blur_along(img, BlurPath([[100, 100], [126, 100]]))
+    share, spans = residual_blur(still_blurred, everywhere)
+    assert share >= RESIDUAL_SHARE and max(spans) > 20, spans
+    assert residual_blur(img, np.zeros_like(everywhere)) == (0.0, [])  # nothing to judge
+
+
+def test_the_default_backs_off_where_parts_moved_different_ways():
+    """The package's synthetic sample (its background moves one way, a disc another): one
+    global path estimated for both leaves a part blurred, so the default keeps the input and
+    says why."""
+    from napari_afb.samples import synthetic_blur
+
+    s = synthetic_blur()
+    res = run(decompose_iter(s.blurry))
+    assert any("the blur differs across the image" in n for n in res.notes), res.notes
+    assert all(np.array_equal(f, s.blurry) for f in res.frames)

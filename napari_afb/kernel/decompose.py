@@ -10,7 +10,8 @@ The steps (measurements behind the defaults: ../shared/design/KERNEL_NOTES.md):
 2. the latent sharp image per path by non-blind deconvolution in gamma space, strength from the
    noise level unless given;
 3. checks that back off instead of hurting: no blur found, a kernel that is not a clean path,
-   a result that rings (values far outside [0, 1]);
+   a result that rings (values far outside [0, 1]), a result that still looks blurred in parts
+   (those moved another way than the estimated path);
 4. frame i = the latent moved by the path's mean offset in the i-th N-th of the exposure, per
    region (soft masks), static pixels kept from the input.
 """
@@ -47,6 +48,19 @@ MIN_PATH_MASS = 0.55  # KERNEL_NOTES: below this share of mass near its path a k
 # long 6.6 % / 17 %; bikes.mp4's car at its length 1.1 % / 3.6 %, twice too long 10 % / 26 %.
 MAX_OVERSHOOT = 0.03
 MAX_TILE_OVERSHOOT = 0.08
+# Blur left after deblurring along an estimated path, in a 3 x 3 grid of overlapping tiles (each
+# half the region's size, at most RESIDUAL_TILE px at the estimation scale): a tile whose own
+# blind estimate on the deblurred image spans RESIDUAL_BLUR px or more *at the estimation
+# scale* (where a sharp image's spans 2-3.5 px) still looks blurred. With a third of the tiles
+# or more so, the region backs off. Measured in the engine (bench_kernel's 6 clips and 32 camera
+# shakes of 5-60 px, 512 px): the synthetic sample (background and disc moving two ways) 4 of 9
+# tiles, the two halves moving opposite ways 5 of 9, the camera shake with a box moving the
+# other way only 1 of 9 (not caught); of the 26 shakes given a path, 22 had 0-2 such tiles,
+# 4 had 3-5 (they had gained -0.05, +0.6, +1.8 and +1.9 dB); the plate 1 of 9.
+RESIDUAL_BLUR = 6.0
+RESIDUAL_SHARE = 1 / 3
+RESIDUAL_TILE = 256
+RESIDUAL_GRID, RESIDUAL_FRACTION = 3, 1 / 2
 SPACES = ("gamma", "linear")
 MIN_STRENGTH, MAX_STRENGTH = 150.0, 3000.0
 STRENGTH_STEPS = (1.0, 0.67, 0.45, 0.3, 0.2, 0.13, 0.08)  # of the noise level's weight
@@ -345,6 +359,71 @@ def ringing(
     return ""
 
 
+def residual_blur(
+    latent: np.ndarray,
+    region: np.ndarray,
+    *,
+    kernel_bound: int = DEFAULT_BOUND,
+    cancel: Callable[[], bool] | None = None,
+) -> tuple[float, list[float]]:
+    """How much of a region still looks blurred after deblurring along one path: the blind
+    estimate (at the estimation scale of ``kernel_bound``) on each of a 3 x 3 grid of
+    overlapping tiles of the (H, W[, 3]) deblurred ``latent`` (gamma space) inside the (H, W)
+    bool ``region``. Returns (the share of textured tiles whose estimate spans
+    :data:`RESIDUAL_BLUR` px or more at the estimation scale, each tile's span in px of the
+    image); (0, []) when too small to judge.
+
+    Why: deblurring with a wrong kernel still re-blurs to the input (the data term is fitted
+    everywhere), but where a part of the photo moved another way than the path says, its blur
+    is still there afterwards, and a blind estimate finds it; where the path was right, blind
+    estimates on the sharp result span 3-7 px."""
+    bound = _check_bound(kernel_bound)
+    f = min(1.0, ESTIMATE_SCALE_BOUND / bound)
+    grey = latent.mean(axis=-1) if latent.ndim == 3 else latent
+    grey = np.clip(grey, 0, 1).astype(np.float32)
+    ys, xs = np.nonzero(region)
+    if ys.size == 0:
+        return 0.0, []
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    box = grey[y0:y1, x0:x1]
+    inside = region[y0:y1, x0:x1]
+    if f < 1:
+        size = (max(1, round(box.shape[1] * f)), max(1, round(box.shape[0] * f)))
+        box = cv2.resize(box, size, interpolation=cv2.INTER_AREA)
+        inside = cv2.resize(inside.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
+    h, w = box.shape
+    n = RESIDUAL_GRID
+    th = min(int(h * RESIDUAL_FRACTION), RESIDUAL_TILE)
+    tw = min(int(w * RESIDUAL_FRACTION), RESIDUAL_TILE)
+    size = max(5, int(round(bound * f)) | 1)
+    if min(th, tw) < 2 * size:
+        return 0.0, []
+    energy = np.abs(np.diff(box, axis=0, append=box[-1:])) + np.abs(
+        np.diff(box, axis=1, append=box[:, -1:])
+    )
+    tiles = []
+    for i in range(n):
+        for j in range(n):
+            ty, tx = round(i * (h - th) / (n - 1)), round(j * (w - tw) / (n - 1))
+            t = (slice(ty, ty + th), slice(tx, tx + tw))
+            if inside[t].mean() >= 0.5:
+                tiles.append((t, float(energy[t][inside[t]].mean())))
+    if not tiles:
+        return 0.0, []
+    floor = 0.25 * float(np.median([e for _, e in tiles]))  # flat tiles give arbitrary kernels
+    spans = []
+    for t, e in tiles:
+        if e < floor:
+            continue
+        k = estimate_kernel(box[t], size, mask=inside[t], cancel=cancel)
+        if k is None:
+            raise Cancelled("cancelled while checking the deblurred image")
+        spans.append(_span(k)[1] / f)
+    if not spans:
+        return 0.0, []
+    return float(np.mean([s * f >= RESIDUAL_BLUR for s in spans])), spans
+
+
 def _shift(img: np.ndarray, dx: float, dy: float) -> np.ndarray:
     """img moved by (dx, dy) px (content at x goes to x + (dx, dy)), bicubic, edges reflected."""
     m = np.array([[1, 0, dx], [0, 1, dy]], np.float64)
@@ -443,12 +522,24 @@ def decompose_iter(
         # in the space it was solved in: back in sRGB, linear light's overshoot is clipped away
         why = ringing(lat, region, margin=p.kernel_size())
         lat = _from_space(lat, space)
+        if why:
+            why = f"the deconvolution along path {i + 1} rings ({why})"
+        elif p.source == "estimated":
+            yield Progress(done, total, f"checking the result of path {i + 1}")
+            share, spans = residual_blur(lat, region, kernel_bound=bound, cancel=cancel)
+            if share >= RESIDUAL_SHARE:
+                blurred = round(share * len(spans))
+                why = (
+                    f"the blur differs across {'the image' if labels is None else 'the region'}"
+                    f": after deblurring along path {i + 1}, {blurred} of {len(spans)} parts "
+                    f"still look blurred (they moved another way)"
+                )
         if why and p.source == "drawn":  # the user's own path: say so, keep their result
-            notes.append(f"the deconvolution along path {i + 1} rings ({why}): check the path")
+            notes.append(f"{why}: check the path")
         elif why:
             notes.append(
-                f"the deconvolution along path {i + 1} rings ({why}); that region keeps the "
-                f"input. Lower the strength, or draw the path"
+                f"{why}; that region keeps the input. Paint the guidance of each moving "
+                f"region, draw the paths, or lower the strength"
             )
             owner[region] = -1
             lat = None
