@@ -503,6 +503,9 @@ def decompose_iter(
         for i, p in enumerate(used)
     ]
     work = _to_space(rgb, space)
+    # one estimated path for the whole image: check that it explains every part of it (with
+    # guidance, each painted region has its own path; masked tiles judge poorly: measured)
+    whole_image = labels is None or not (labels > 0).any()
     latents = []
     total = len(used) * 3 + n_frames
     done = 0
@@ -524,15 +527,15 @@ def decompose_iter(
         lat = _from_space(lat, space)
         if why:
             why = f"the deconvolution along path {i + 1} rings ({why})"
-        elif p.source == "estimated":
+        elif p.source == "estimated" and whole_image:
             yield Progress(done, total, f"checking the result of path {i + 1}")
             share, spans = residual_blur(lat, region, kernel_bound=bound, cancel=cancel)
             if share >= RESIDUAL_SHARE:
                 blurred = round(share * len(spans))
                 why = (
-                    f"the blur differs across {'the image' if labels is None else 'the region'}"
-                    f": after deblurring along path {i + 1}, {blurred} of {len(spans)} parts "
-                    f"still look blurred (they moved another way)"
+                    f"the blur differs across the image: after deblurring along the estimated "
+                    f"path, {blurred} of {len(spans)} parts still look blurred (they moved "
+                    f"another way)"
                 )
         if why and p.source == "drawn":  # the user's own path: say so, keep their result
             notes.append(f"{why}: check the path")
