@@ -563,10 +563,13 @@ class DecomposeWidget(CancelOnClose, QWidget):
             at = "" if job.frame is None else f" of video frame {job.frame}"
             notes = out.extra.get("notes") or []
             engine = "" if out.extra.get("engine") != "kernel" else " (blur kernel)"
+            # "nothing was deblurred" first: the one thing the user must not miss
+            notes = sorted(notes, key=lambda n: not n.startswith("nothing was deblurred"))
             self.status.setText(
                 f"Done in {out.seconds:.1f} s on {out.device}{engine}: {len(out.frames)} "
-                f"frames{at} in '{layer.name}'. Step through them with the "
-                f"'{layer.axis_labels[0]}' slider." + "".join(f" {n}" for n in notes)
+                f"frames{at} in '{layer.name}'. "
+                + "".join(f"{n[:1].upper()}{n[1:].rstrip('.')}. " for n in notes)
+                + f"Step through them with the '{layer.axis_labels[0]}' slider."
             )
             if out.extra.get("engine") == "kernel":
                 from napari.utils.notifications import show_warning

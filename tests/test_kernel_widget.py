@@ -266,3 +266,22 @@ def test_the_animate_dock_runs_the_kernel_engine_without_weights(make_napari_vie
     data = layer.data.reshape(14, *video.shape[1:])
     assert np.abs(data[0].astype(int) - data[6]).mean() > 2  # the scene moves within frame 1
     assert "Done" in widget.status.text()
+
+
+def test_a_photo_whose_parts_moved_different_ways_says_it_kept_the_input(make_napari_viewer, qtbot):
+    """The synthetic sample (background and disc moving two ways), Run with nothing drawn: the
+    one estimated path cannot explain it all, so the frames are the input and the status line
+    says so first, with why and what to do."""
+    from napari_afb.samples import synthetic_blur
+
+    s = synthetic_blur()
+    viewer = make_napari_viewer()
+    viewer.add_image(s.blurry, name="sample")
+    widget = _widget(viewer)
+    _click_and_wait(qtbot, widget, widget.run_button)
+    frames = viewer.layers["sample frames"].data
+    assert all(np.array_equal(f, s.blurry) for f in frames)
+    text = widget.status.text()
+    assert "Nothing was deblurred" in text and "The blur differs across the image" in text
+    assert text.index("Nothing was deblurred") < text.index("The blur differs")
+    assert "paint the guidance" in text and "time order" not in text

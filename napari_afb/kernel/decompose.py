@@ -489,11 +489,6 @@ def decompose_iter(
     else:
         yield Progress(0, 0, "estimating the blur path...")
         used, notes = yield from estimate_paths_iter(rgb, labels, kernel_bound=bound, cancel=cancel)
-        if used and (labels is None or not (labels > 0).any()):
-            notes.append(
-                "the time order is unknown without guidance: the reversed frames are as "
-                "plausible (paint the guidance, or draw the path from start to end)"
-            )
     if strength != "auto" and not (isinstance(strength, numbers.Real) and strength > 0):
         raise ValueError(f"strength must be a positive number or 'auto', got {strength!r}")
 
@@ -540,10 +535,13 @@ def decompose_iter(
         if why and p.source == "drawn":  # the user's own path: say so, keep their result
             notes.append(f"{why}: check the path")
         elif why:
-            notes.append(
-                f"{why}; that region keeps the input. Paint the guidance of each moving "
-                f"region, draw the paths, or lower the strength"
+            remedy = (
+                "paint the guidance of each moving region, or draw a path on each"
+                if why.startswith("the blur differs")
+                else "lower the strength, or draw the path"
             )
+            where = "the image keeps" if whole_image and len(used) == 1 else "that region keeps"
+            notes.append(f"{why}; {where} the input: {remedy}")
             owner[region] = -1
             lat = None
         latents.append(None if lat is None else np.clip(lat, 0, 1, out=lat))
@@ -567,5 +565,10 @@ def decompose_iter(
         yield Progress(done, total, f"frame {t + 1} of {n_frames}")
     if not any(lat is not None for lat in latents):
         notes.append("nothing was deblurred: the frames are copies of the input")
+    elif paths is None and whole_image:
+        notes.append(
+            "the time order is unknown without guidance: the reversed frames are as "
+            "plausible (paint the guidance, or draw the path from start to end)"
+        )
     fallback = auto_strength(rgb) if strength == "auto" else float(strength)
     return KernelResult(out, latent, used, weights[0] if weights else fallback, notes, weights)
