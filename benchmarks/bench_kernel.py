@@ -333,6 +333,7 @@ def run_shake_case(name, extent, seed, space, learned=True):
         "frame_psnr": frame_scores(res.frames, gt_frames)[0],
         "seconds": secs,
         "strength": res.strength,
+        "reblur_psnr": res.reblur_psnr,
         "notes": res.notes,
     }
 
@@ -342,14 +343,16 @@ def run_shake_case(name, extent, seed, space, learned=True):
     def blind_scores(res, secs: float) -> dict:
         """A blind result scored: latent aligned by the best shift within its kernel's radius,
         frames with that shift in the better time order."""
-        radius = max([p.kernel_size() // 2 for p in res.paths], default=0)
+        applied = [p for p, a in zip(res.paths, res.applied) if a]
+        radius = max([p.kernel_size() // 2 for p in applied], default=0)
         dy, dx = best_shift(res.latent, sharp, radius) if radius else (0, 0)
         fp, rev = frame_scores(res.frames, gt_frames, dy=dy, dx=dx, both_orders=True)
         return {
             "kernel_bound": bound,
             "estimated_kernel_px": 2 * radius + 1 if radius else 0,
             "estimated_extent_px": round(res.paths[0].extent(), 1) if res.paths else 0.0,
-            "backed_off": not res.paths,
+            "backed_off": not applied,
+            "reblur_psnr": res.reblur_psnr,
             "shift_yx": [dy, dx],
             "latent_psnr": psnr(inner(res.latent, dy=dy, dx=dx), inner(sharp)),
             "latent_ssim": ssim(inner(res.latent, dy=dy, dx=dx), inner(sharp)),
@@ -366,7 +369,7 @@ def run_shake_case(name, extent, seed, space, learned=True):
     row["blind"] = blind_scores(res, time.perf_counter() - t0)
 
     # diagnostics (not the product): the blind estimate with the engine's back-off checks
-    # switched off in this process (its halves-agree and clean-path tests), scored like blind;
+    # switched off in this process (halves agree, clean path, no blur left), scored like blind;
     # and the true path at fixed strengths instead of "auto"
     try:
         with unchecked_blind():
@@ -414,9 +417,10 @@ def unchecked_blind():
     """Switch the kernel engine's blind back-off checks off in this process (diagnostics)."""
     from napari_afb.kernel import decompose as kd
 
-    saved = {k: getattr(kd, k) for k in ("_doubt", "MIN_PATH_MASS")}
+    saved = {k: getattr(kd, k) for k in ("_doubt", "MIN_PATH_MASS", "RESIDUAL_SHARE")}
     kd._doubt = lambda kernels, scale: ""
     kd.MIN_PATH_MASS = 0.0
+    kd.RESIDUAL_SHARE = float("inf")
     try:
         yield
     finally:
@@ -698,6 +702,7 @@ def part_clips(quick, log):
             "guided_delta": guided - base,
             "default_seconds": secs,
             "default_paths": [round(p.extent(), 1) for p in res.paths],
+            "default_applied": list(res.applied),
             "default_notes": res.notes,
             "guided_notes": gres.notes,
             "pass": given - base >= -0.3,
@@ -707,7 +712,7 @@ def part_clips(quick, log):
         log(
             f"{name:<50}{base:7.2f}{given:9.2f}{given - base:+8.2f}{best:10.2f}{guided:8.2f}"
             f"{guided - base:+8.2f}  {'PASS' if row['pass'] else 'FAIL'}; paths "
-            f"{row['default_paths']}; {short}"
+            f"{row['default_paths']} applied {row['default_applied']}; {short}"
         )
     worst = min(r["default_delta"] for r in rows)
     log(

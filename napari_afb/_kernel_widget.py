@@ -303,6 +303,8 @@ def kernel_job(
         "path_source": [p.source for p in result.paths],
         "kernel_bound": kernel_bound,
         "strength": round(float(result.strength), 1),
+        "applied": list(result.applied),
+        "reblur_psnr": None if result.reblur_psnr is None else round(result.reblur_psnr, 1),
         "notes": list(result.notes),
     }
     return Outcome(

@@ -541,10 +541,17 @@ def _decompose_kernel(args, image, guidance, t0: float) -> int:
         print(f"note: {note}")
     for i, p in enumerate(result.paths):
         (x0, y0), (x1, y1) = p.points[0], p.points[-1]
+        used = (
+            f"strength {result.strengths[i]:.0f}"
+            if result.applied[i]
+            else "not applied (see the note)"
+        )
         print(
             f"path {i + 1} ({p.source}): {p.extent():.1f} px, from ({x0:.0f}, {y0:.0f}) to "
-            f"({x1:.0f}, {y1:.0f}); strength {result.strength:.0f}"
+            f"({x1:.0f}, {y1:.0f}); {used}"
         )
+    if result.reblur_psnr is not None:
+        print(f"the frames' mean matches the input at {result.reblur_psnr:.1f} dB (re-blur check)")
     print(
         f"wrote {len(result.frames)} frames ({w}x{h}), sharp.png, paths.json and animation.gif "
         f"to {args.out} in {seconds:.1f} s"

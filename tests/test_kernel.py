@@ -271,6 +271,7 @@ def test_the_plate_photo_gets_sharp_with_a_drawn_and_an_estimated_path():
     assert 18 < p.extent() < 32
     for res in (drawn, est):
         assert edges(res.frames[3]) > 1.8 * edges(plate)
+        assert res.applied == [True] and res.reblur_psnr > 35  # the frames re-blur to the input
 
 
 def test_the_kernel_engine_runs_without_torch_napari_or_qt():
@@ -340,3 +341,4 @@ def test_the_default_backs_off_where_parts_moved_different_ways():
     res = run(decompose_iter(s.blurry))
     assert any("the blur differs across the image" in n for n in res.notes), res.notes
     assert all(np.array_equal(f, s.blurry) for f in res.frames)
+    assert len(res.paths) == 1 and res.applied == [False] and res.reblur_psnr is None

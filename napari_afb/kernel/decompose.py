@@ -79,6 +79,11 @@ class KernelResult:
     strength: float  # the first path's (or, with none, what "auto" would give)
     notes: list[str] = field(default_factory=list)
     strengths: list[float] = field(default_factory=list)  # per path
+    applied: list[bool] = field(default_factory=list)  # per path: False where it backed off
+    #: PSNR (dB) of the frames' mean against the input where paths were applied (away from the
+    #: image's edges by a kernel's size), None where none was: the frames should re-blur to the
+    #: input (the plate's: ~36 dB)
+    reblur_psnr: float | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -553,6 +558,8 @@ def decompose_iter(
     for i, lat in enumerate(latents):
         if lat is not None:
             latent += masks[i][..., None] * lat
+    applied = [lat is not None for lat in latents]
+    mean = np.zeros_like(rgb) if any(applied) else None
     for t in range(n_frames):
         if cancel is not None and cancel():
             raise Cancelled(f"cancelled after {t} of {n_frames} frames")
@@ -560,6 +567,8 @@ def decompose_iter(
         for i, lat in enumerate(latents):
             if lat is not None:
                 frame += masks[i][..., None] * _shift(lat, *offsets[i][t])
+        if mean is not None:
+            mean += frame
         store_rows(out[t : t + 1], 0, frame[None], layout, alpha)
         done += 1
         yield Progress(done, total, f"frame {t + 1} of {n_frames}")
@@ -570,5 +579,25 @@ def decompose_iter(
             "the time order is unknown without guidance: the reversed frames are as "
             "plausible (paint the guidance, or draw the path from start to end)"
         )
+    reblur = None
+    if mean is not None:
+        margin = max(p.kernel_size() for p, a in zip(used, applied) if a)
+        reblur = reblur_psnr(mean / n_frames, rgb, owner >= 0, margin=margin)
     fallback = auto_strength(rgb) if strength == "auto" else float(strength)
-    return KernelResult(out, latent, used, weights[0] if weights else fallback, notes, weights)
+    return KernelResult(
+        out, latent, used, weights[0] if weights else fallback, notes, weights, applied, reblur
+    )
+
+
+def reblur_psnr(mean: np.ndarray, rgb: np.ndarray, where: np.ndarray, *, margin: int = 0):
+    """PSNR (dB, values in [0, 1]) of the frames' ``mean`` against the input ``rgb`` over the
+    (H, W) bool ``where``, leaving out ``margin`` px at the edges (where the frames were moved
+    in from beyond the photo); None when nothing is left to compare."""
+    inner = where.copy()
+    if margin > 0:
+        inner[:margin] = inner[-margin:] = False
+        inner[:, :margin] = inner[:, -margin:] = False
+    if not inner.any():
+        return None
+    mse = float(np.mean((mean[inner] - rgb[inner]) ** 2))
+    return float(10 * np.log10(1 / max(mse, 1e-12)))
