@@ -660,6 +660,29 @@ def make_clips(quick):
             motions[1], np.float32
         )
         clips.append(("two halves: top right 20, bottom left 20", blurry, frames, flow))
+        # three more, added as held-out cases when the residual-blur check's settings were
+        # chosen on the six above (commit message of that change)
+        rng2 = np.random.default_rng(99)
+        bg, obj = still("astronaut", big), still("coffee", big)
+        alpha = disc_mask(h, w, w * 0.4, h * 0.6, 80)
+        blurry, frames = layered_clip(bg, (-6.0, 8.0), [(obj, alpha, (24.0, 6.0))], rng2)
+        flow = np.where((alpha > 0.5)[..., None], [24.0, 6.0], [-6.0, 8.0]).astype(np.float32)
+        clips.append(("shake -6,8 + disc moving 24,6", blurry, frames, flow))
+        bg, obj = still("hubble_deep_field", big), still("camera", big)
+        alpha = np.zeros((h, w), np.float32)
+        alpha[60:220, 180:360] = 1
+        blurry, frames = layered_clip(bg, (10.0, -4.0), [(obj, alpha, (0.0, 26.0))], rng2)
+        flow = np.where((alpha > 0.5)[..., None], [0.0, 26.0], [10.0, -4.0]).astype(np.float32)
+        clips.append(("shake 10,-4 + box moving 0,26", blurry, frames, flow))
+        src = still("coins", big)
+        left = np.zeros((h, w), np.float32)
+        left[:, : w // 2] = 1
+        motions = [(0.0, 18.0), (22.0, 0.0)]
+        blurry, frames = layered_clip(src, list(zip([left, 1 - left], motions)), [], rng2)
+        flow = left[..., None] * np.array(motions[0], np.float32) + (1 - left)[
+            ..., None
+        ] * np.array(motions[1], np.float32)
+        clips.append(("two halves: left down 18, right right 22", blurry, frames, flow))
     out = []
     for name, blurry, frames, g in clips:
         if g.ndim == 3:  # a flow over the exposure -> labels

@@ -50,17 +50,19 @@ MAX_OVERSHOOT = 0.03
 MAX_TILE_OVERSHOOT = 0.08
 # Blur left after deblurring along an estimated path, in a 3 x 3 grid of overlapping tiles (each
 # half the region's size, at most RESIDUAL_TILE px at the estimation scale): a tile whose own
-# blind estimate on the deblurred image spans RESIDUAL_BLUR px or more *at the estimation
-# scale* (where a sharp image's spans 2-3.5 px) still looks blurred. With a third of the tiles
-# or more so, the region backs off. Measured in the engine (bench_kernel's 6 clips and 32 camera
-# shakes of 5-60 px, 512 px): the synthetic sample (background and disc moving two ways) 4 of 9
-# tiles, the two halves moving opposite ways 5 of 9, the camera shake with a box moving the
-# other way only 1 of 9 (not caught); of the 26 shakes given a path, 22 had 0-2 such tiles,
-# 4 had 3-5 (they had gained -0.05, +0.6, +1.8 and +1.9 dB); the plate 1 of 9.
+# blind estimate on the deblurred image (RESIDUAL_ITERS rounds per scale) spans RESIDUAL_BLUR px
+# or more *at the estimation scale* (where a sharp image's spans 2-3.5 px) still looks blurred.
+# With a third of the tiles or more so, the region backs off. Measured in the engine on
+# bench_kernel's 6 clips and 32 camera shakes of 5-60 px (512 px): the three clips whose parts
+# move different ways and that reach the check had 4, 4 and 5 such tiles of 9; of the 24 shakes
+# that reach it, 20 had 0-2, 4 had 3-6 (they had gained -0.54, -0.05, +1.8 and +1.9 dB; all four
+# blurred in linear light but one); the plate 1 of 9. With 5 rounds the check took twice as long
+# and missed the camera shake with a box moving the other way (1 of 9 tiles).
 RESIDUAL_BLUR = 6.0
 RESIDUAL_SHARE = 1 / 3
 RESIDUAL_TILE = 256
 RESIDUAL_GRID, RESIDUAL_FRACTION = 3, 1 / 2
+RESIDUAL_ITERS = 3
 SPACES = ("gamma", "linear")
 MIN_STRENGTH, MAX_STRENGTH = 150.0, 3000.0
 STRENGTH_STEPS = (1.0, 0.67, 0.45, 0.3, 0.2, 0.13, 0.08)  # of the noise level's weight
@@ -420,7 +422,7 @@ def residual_blur(
     for t, e in tiles:
         if e < floor:
             continue
-        k = estimate_kernel(box[t], size, mask=inside[t], cancel=cancel)
+        k = estimate_kernel(box[t], size, mask=inside[t], iters=RESIDUAL_ITERS, cancel=cancel)
         if k is None:
             raise Cancelled("cancelled while checking the deblurred image")
         spans.append(_span(k)[1] / f)
