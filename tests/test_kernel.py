@@ -342,3 +342,21 @@ def test_the_default_backs_off_where_parts_moved_different_ways():
     assert any("the blur differs across the image" in n for n in res.notes), res.notes
     assert all(np.array_equal(f, s.blurry) for f in res.frames)
     assert len(res.paths) == 1 and res.applied == [False] and res.reblur_psnr is None
+
+
+def test_a_painted_region_whose_estimate_fails_keeps_the_input():
+    """Two painted regions: the left half blurred along a 20 px path, the right half sharp
+    (its estimate finds no blur). The right half must keep the input, not borrow the left
+    half's path (which deblurs a sharp image into echoes)."""
+    img = data.astronaut()[64:448, 64:448].astype(np.float32) / 255
+    blurred = blur_along(img, BlurPath([[100, 200], [120, 190]]))  # right and a little up
+    image = img.copy()
+    image[:, :192] = blurred[:, :192]
+    labels = np.full(img.shape[:2], 2, np.uint8)  # left-up: not the left half's direction
+    labels[:, :192] = 1  # right-up
+    res = run(decompose_iter(image, labels, kernel_bound=31))
+    assert res.applied == [True], (res.notes, res.applied)  # the left half got its path
+    assert res.paths[0].points[:, 0].max() < 192
+    right = np.s_[:, 220:]  # past the soft edge between the regions
+    assert all(np.allclose(f[right], image[right], atol=1e-6) for f in res.frames)
+    assert not np.allclose(res.frames[0][:, :180], image[:, :180], atol=0.02)

@@ -197,8 +197,17 @@ def estimate_paths_iter(
         if mask is not None:
             msmall = cv2.resize(mask.astype(np.uint8), (sw, sh), interpolation=cv2.INTER_NEAREST)
             msmall = msmall > 0
-        y0, x0 = _best_window(grey, msmall, ESTIMATE_SIDE)
-        win = (slice(y0, y0 + ESTIMATE_SIDE), slice(x0, x0 + ESTIMATE_SIDE))
+        # the window lies within the region's bounding box: a window reaching past it would
+        # give the halves check a half with hardly any of the region in it (measured: painted
+        # halves of a photo blurred one way failed that check at 44 %, every time)
+        by0, by1, bx0, bx1 = 0, sh, 0, sw
+        if msmall is not None and msmall.any():
+            ys, xs = np.nonzero(msmall)
+            by0, by1, bx0, bx1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+        box = (slice(by0, by1), slice(bx0, bx1))
+        y0, x0 = _best_window(grey[box], None if msmall is None else msmall[box], ESTIMATE_SIDE)
+        y0, x0 = y0 + by0, x0 + bx0
+        win = (slice(y0, min(y0 + ESTIMATE_SIDE, by1)), slice(x0, min(x0 + ESTIMATE_SIDE, bx1)))
         where = "the image" if mask is None else f"region {r + 1}"
         if min(small[win].shape[:2]) < 16:
             notes.append(f"{where} is too small to estimate a blur path on; it keeps the input")
@@ -500,6 +509,14 @@ def decompose_iter(
         raise ValueError(f"strength must be a positive number or 'auto', got {strength!r}")
 
     owner = regions.assign(used, labels, (h, w)) if used else np.full((h, w), -1, np.int32)
+    if paths is None and used and labels is not None and (labels > 0).any():
+        # a painted region whose own estimate failed keeps the input: the nearest region's path
+        # is another motion (measured: two halves moving down and right, the right one's path
+        # laid over the left cost it 1.6 dB)
+        strokes = [regions.stroke_mask(p, (h, w)) for p in used]
+        for mask in _estimation_regions(labels, (h, w)):
+            if mask is not None and not any((s & mask).any() for s in strokes):
+                owner[mask] = -1
     weights = [
         auto_strength(rgb, p.render(), owner == i) if strength == "auto" else float(strength)
         for i, p in enumerate(used)

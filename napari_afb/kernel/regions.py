@@ -16,10 +16,10 @@ from scipy import ndimage
 from ..guidance import VECTORS
 from .paths import BlurPath
 
-__all__ = ["assign", "dominant_direction", "label_regions", "orient", "soft_masks"]
+__all__ = ["assign", "dominant_direction", "label_regions", "orient", "soft_masks", "stroke_mask"]
 
 
-def _stroke_mask(path: BlurPath, shape) -> np.ndarray:
+def stroke_mask(path: BlurPath, shape) -> np.ndarray:
     h, w = shape
     mask = np.zeros((h, w), np.uint8)
     pts = np.round(path.points).astype(np.int32).reshape(-1, 1, 2)
@@ -30,7 +30,7 @@ def _stroke_mask(path: BlurPath, shape) -> np.ndarray:
 def assign(paths: list[BlurPath], labels: np.ndarray | None, shape) -> np.ndarray:
     """(H, W) int map: the index of the path each pixel follows, -1 for "keep the input"."""
     h, w = shape
-    strokes = [_stroke_mask(p, shape) for p in paths]
+    strokes = [stroke_mask(p, shape) for p in paths]
     for i, (p, s) in enumerate(zip(paths, strokes)):
         if not s.any():
             x0, y0 = p.points.min(0).round(1)
