@@ -360,3 +360,14 @@ def test_a_painted_region_whose_estimate_fails_keeps_the_input():
     right = np.s_[:, 220:]  # past the soft edge between the regions
     assert all(np.allclose(f[right], image[right], atol=1e-6) for f in res.frames)
     assert not np.allclose(res.frames[0][:, :180], image[:, :180], atol=0.02)
+
+
+def test_an_estimate_that_runs_into_the_kernel_bound_is_not_trusted(sharp):
+    """A 16 px blur looked for with a bound of 17 px: the estimate fills the bound, so the
+    engine keeps the input and asks for a larger bound; with the bound at 2x it deblurs."""
+    blurry = blur_along(sharp, BlurPath([[100, 100], [114, 108]]))
+    res = run(decompose_iter(blurry, kernel_bound=17))
+    assert res.applied == [] and any("close to the kernel bound of 17 px" in n for n in res.notes)
+    assert all(np.array_equal(f, blurry) for f in res.frames)
+    res = run(decompose_iter(blurry, kernel_bound=31))
+    assert res.applied == [True] and 12 < res.paths[0].extent() < 20, res.notes

@@ -43,6 +43,12 @@ MIN_REGION = 64 * 64  # px: smaller moving regions are not estimated on their ow
 NO_BLUR = 6.0  # px from the first to the last seventh of the path: shorter is "no blur"
 MIN_AGREEMENT = 0.65  # the least similarity of the kernels of a window's halves to its own
 MIN_PATH_MASS = 0.55  # KERNEL_NOTES: below this share of mass near its path a kernel failed
+# An estimate spanning more than this share of the kernel bound ran into it: the blur is longer
+# than the bound allows, or the estimate diverged (KERNEL_NOTES: a bound of 1.5-2x the blur
+# works). Measured: a painted band moving 18 px estimated at 48.5 px with the bound of 51 (its
+# frames lost 7.4 dB); on bench_kernel's 32 shakes, with bounds of 1.5x their blur, estimates
+# spanned at most 0.70 of the bound.
+NEAR_BOUND = 0.85
 # Ringing, as the share of latent values beyond [-0.1, 1.1]: over the region, and in the 90th
 # percentile of its 32 px tiles. Measured: the plate at its true length 0.9 % / 2.1 %, 1.25x too
 # long 6.6 % / 17 %; bikes.mp4's car at its length 1.1 % / 3.6 %, twice too long 10 % / 26 %.
@@ -251,6 +257,14 @@ def estimate_paths_iter(
         if f < 1:  # thin the enlarged kernel at full resolution, on the window's centre
             full = _refine_at_full_scale(rgb, mask, full, (y0, x0), sub.shape[:2], f, cancel)
         path = path_from_kernel(full, origin)
+        if path.extent() > NEAR_BOUND * bound:
+            notes.append(
+                f"the blur path estimated for {where} spans {path.extent():.0f} px, close to the "
+                f"kernel bound of {bound} px: the blur may be longer than the bound allows, or "
+                f"the estimate failed; it keeps the input. Set the bound to 1.5-2x the longest "
+                f"streak, or draw the path"
+            )
+            continue
         path = regions.orient(path, regions.dominant_direction(labels, _or_all(mask, (h, w))))
         paths.append(path)
     return paths, notes
