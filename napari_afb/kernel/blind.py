@@ -16,7 +16,7 @@ import numpy as np
 import scipy.fft as sfft
 from scipy import ndimage
 
-from .deconv import _grad, _grad_adjoint, _gradient_otfs, kernel_otf, periodic_pad
+from .deconv import _grad, _grad_adjoint, fft_terms, kernel_otf
 
 __all__ = ["estimate_kernel"]
 
@@ -31,15 +31,8 @@ class _Cancelled(Exception):
 def _l0_latent(blurry, kernel, lam, *, beta_max=1e5, rate=2.0):
     """argmin_S |k * S - B|^2 + lam |grad S|_0 by half-quadratic splitting (Xu et al. 2013)."""
     h, w = blurry.shape
-    ks = kernel.shape[0]
-    padded = periodic_pad(blurry, ks + ks // 2)
-    shape = padded.shape
-    K = kernel_otf(kernel, shape)
-    fx, fy = _gradient_otfs(shape)
-    D2 = (np.abs(fx) ** 2 + np.abs(fy) ** 2).astype(np.float32)
-    K2 = (np.abs(K) ** 2).astype(np.float32)
-    KtB = np.conj(K) * sfft.rfft2(padded, workers=_W)
-    x = padded
+    x, KtB, K2, D2 = fft_terms(blurry, kernel)
+    shape = x.shape
     beta = 2 * lam
     while beta < beta_max:
         gx, gy = _grad(x)

@@ -62,6 +62,21 @@ def _gradient_otfs(shape: tuple[int, int]):
     return fx, fy
 
 
+def fft_terms(plane: np.ndarray, kernel: np.ndarray):
+    """The frequency-domain terms of a deconvolution of the (H, W) ``plane`` by ``kernel``,
+    padded by :func:`periodic_pad` to the kernel's reach: (padded plane, conj(K) B, |K|^2,
+    |D|^2) with D the forward differences; what the solvers here and in :mod:`.blind` share."""
+    ks = kernel.shape[0]
+    padded = periodic_pad(plane.astype(np.float32, copy=False), ks + ks // 2)
+    shape = padded.shape
+    K = kernel_otf(kernel, shape)
+    fx, fy = _gradient_otfs(shape)
+    D2 = (np.abs(fx) ** 2 + np.abs(fy) ** 2).astype(np.float32)
+    K2 = (np.abs(K) ** 2).astype(np.float32)
+    KtB = np.conj(K) * sfft.rfft2(padded, workers=_WORKERS)
+    return padded, KtB, K2, D2
+
+
 def _grad(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Circular forward differences (what :func:`_gradient_otfs` describes)."""
     gx = np.roll(x, -1, axis=1)
@@ -127,14 +142,8 @@ def deconvolve(
     if weight <= 0:
         raise ValueError(f"the deconvolution weight (strength) must be positive, got {weight}")
     h, w = plane.shape
-    ks = kernel.shape[0]
-    padded = periodic_pad(plane.astype(np.float32, copy=False), ks + ks // 2)
+    padded, KtB, K2, D2 = fft_terms(plane, kernel)
     shape = padded.shape
-    K = kernel_otf(kernel, shape)
-    fx, fy = _gradient_otfs(shape)
-    D2 = (np.abs(fx) ** 2 + np.abs(fy) ** 2).astype(np.float32)
-    K2 = (np.abs(K) ** 2).astype(np.float32)
-    KtB = np.conj(K) * sfft.rfft2(padded, workers=_WORKERS)
     del padded
     if prior == "wiener":
         x = sfft.irfft2(KtB / (K2 + D2 * (WIENER_FACTOR / weight)), s=shape, workers=_WORKERS)
