@@ -692,6 +692,36 @@ def _terminated(signum, frame):
     raise SystemExit(128 + signum)
 
 
+class _StopOnSignal:
+    """SIGTERM and Ctrl-C ask a batch to stop at its next check (it polls twice a second): the
+    finished outputs stay, the unfinished ones are removed. A second signal stops at once.
+
+    Raising from the handler the first time, as ``_terminated`` does, is not safe here: the
+    batch loop drops Dask futures, whose finalisers run Python code, and an exception raised
+    by a signal handler while a finaliser runs is printed and ignored, so the batch went on.
+    """
+
+    def __init__(self):
+        self._asked = False
+        self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGTERM, signal.SIGINT)}
+
+    def _handle(self, signum, frame):
+        if self._asked:
+            raise SystemExit(128 + signum)
+        self._asked = True
+        print(
+            "napari-afb: stopping after the outputs being written; signal again to stop at once",
+            file=sys.stderr,
+        )
+
+    def asked(self) -> bool:
+        return self._asked
+
+    def restore(self) -> None:
+        for s, handler in self._old.items():
+            signal.signal(s, handler)
+
+
 def _animate(args) -> int:
     from .animate import animate_video
 
@@ -822,7 +852,7 @@ def _batch(args) -> int:
         chunk=args.chunk,
         decompose_kwargs=extra,
     )
-    signal.signal(signal.SIGTERM, _terminated)  # unwinds like Ctrl-C: partial outputs removed
+    stop = _StopOnSignal()
     try:
         summary = batch(
             args.inputs,
@@ -833,8 +863,13 @@ def _batch(args) -> int:
             threads=args.threads,
             overwrite=args.overwrite,
             progress=True,
+            cancel=stop.asked,
         )
     except (KeyboardInterrupt, SystemExit):
+        summary = None
+    finally:
+        stop.restore()
+    if summary is None or summary.cancelled:
         print(
             "napari-afb: interrupted; finished outputs are kept, unfinished ones removed; "
             "run the same command again to continue",

@@ -213,8 +213,9 @@ def test_rerun_after_a_kill_skips_finished_files_and_redoes_a_truncated_one(
         assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
         time.sleep(0.02)
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=30) == cli.EXIT_INTERRUPTED
-    assert "interrupted" in proc.stderr.read()
+    rc, err = proc.wait(timeout=30), proc.stderr.read()
+    assert rc == cli.EXIT_INTERRUPTED, err
+    assert "interrupted" in err
     assert not [p for p in out.rglob("*") if "partial" in p.name]
     kept = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("*/animation.gif")}
     assert 0 < len(kept) < 24
