@@ -334,6 +334,7 @@ def run_shake_case(name, extent, seed, space, learned=True):
         "seconds": secs,
         "strength": res.strength,
         "reblur_psnr": res.reblur_psnr,
+        "blurs": res.blurs,
         "notes": res.notes,
     }
 
@@ -361,6 +362,7 @@ def run_shake_case(name, extent, seed, space, learned=True):
             "frames_reversed": rev,
             "seconds": secs,
             "strength": res.strength,
+            "blurs": res.blurs,
             "notes": res.notes,
         }
 
@@ -726,6 +728,7 @@ def part_clips(quick, log):
             "default_seconds": secs,
             "default_paths": [round(p.extent(), 1) for p in res.paths],
             "default_applied": list(res.applied),
+            "default_blurs": list(res.blurs),
             "default_notes": res.notes,
             "guided_notes": gres.notes,
             "pass": given - base >= -0.3,
@@ -735,7 +738,8 @@ def part_clips(quick, log):
         log(
             f"{name:<50}{base:7.2f}{given:9.2f}{given - base:+8.2f}{best:10.2f}{guided:8.2f}"
             f"{guided - base:+8.2f}  {'PASS' if row['pass'] else 'FAIL'}; paths "
-            f"{row['default_paths']} applied {row['default_applied']}; {short}"
+            f"{row['default_paths']} applied {row['default_applied']} blur "
+            f"{row['default_blurs']}; {short}"
         )
     worst = min(r["default_delta"] for r in rows)
     log(
@@ -823,6 +827,7 @@ def speed_worker(image_file, path_file, mode):
         "peak_rss_mib": peak,
         "ru_maxrss_mib": ru,
         "paths": [round(p.extent(), 1) for p in res.paths],
+        "blurs": res.blurs,
         "notes": res.notes,
     }
     print("RESULT " + json.dumps(out))

@@ -304,6 +304,7 @@ def kernel_job(
         "kernel_bound": kernel_bound,
         "strength": round(float(result.strength), 1),
         "applied": list(result.applied),
+        "blur": list(result.blurs),  # per path: of the pixel values ("gamma") or light
         "reblur_psnr": None if result.reblur_psnr is None else round(result.reblur_psnr, 1),
         "notes": list(result.notes),
     }

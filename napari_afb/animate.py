@@ -301,7 +301,7 @@ def animate_video(
     shutter: float | str = "auto",
     kernel_bound: int = 51,
     strength: float | str = "auto",
-    space: str = "gamma",
+    space: str = "auto",
 ) -> dict:
     """Turn a blurry video into a sharp one with N times the frame rate (see module docstring).
 

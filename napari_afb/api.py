@@ -27,7 +27,7 @@ def decompose(
     paths=None,
     kernel_bound: int = 51,
     strength: float | str = "auto",
-    space: str = "gamma",
+    space: str = "auto",
     weights: str | os.PathLike | None = None,
     model=None,
     predictor_weights: str | os.PathLike | None = None,
@@ -60,9 +60,10 @@ def decompose(
         blur you see works best) and that a drawn path may span.
     strength : kernel engine: the deconvolution's data weight (higher is sharper and noisier;
         about 2000 for a clean photo, 300-600 for a noisy one), or "auto" from the noise level.
-    space : kernel engine: deconvolve the pixel values as they are ("gamma", right for camera
-        JPEGs and PNGs: +1 dB and no dark blotches on real photos) or in linear light ("linear",
-        for data whose blur was averaged in linear light, e.g. raw or simulated).
+    space : kernel engine: how the blur mixed the colours: "gamma" (the stored pixel values
+        were averaged), "linear" (the light was, as a sensor integrates it), or "auto" (per
+        path, the one whose deconvolution explains the image better). The deconvolution's prior
+        is on the pixel values either way (in linear light it left dark blotches).
     device : "auto" (cuda, then mps, then cpu), "cpu", "cuda", "cuda:N" or "mps".
     weights : decomposer weights file; default: ``$NAPARI_AFB_WEIGHTS``, then the packaged file.
     model : an already built decomposer module, used instead of ``weights``.

@@ -376,10 +376,11 @@ def _add_kernel_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--space",
-        choices=["gamma", "linear"],
-        default="gamma",
-        help="kernel engine: deconvolve the pixel values as stored (gamma, default: right for "
-        "camera JPEGs and PNGs) or in linear light (for raw or simulated linear blur)",
+        choices=["auto", "gamma", "linear"],
+        default="auto",
+        help="kernel engine: how the blur mixed the colours: the stored pixel values (gamma), "
+        "the light, as a sensor integrates it (linear), or auto (default: per path, the one "
+        "that explains the photo better)",
     )
 
 
@@ -507,6 +508,9 @@ def _kernel_paths(args) -> list:
     return paths
 
 
+_BLUR_WORDS = {"gamma": "blur of the pixel values", "linear": "blur of the light (linear)"}
+
+
 def _kernel_strength(text: str):
     if text == "auto":
         return text
@@ -542,7 +546,7 @@ def _decompose_kernel(args, image, guidance, t0: float) -> int:
     for i, p in enumerate(result.paths):
         (x0, y0), (x1, y1) = p.points[0], p.points[-1]
         used = (
-            f"strength {result.strengths[i]:.0f}"
+            f"strength {result.strengths[i]:.0f}, {_BLUR_WORDS[result.blurs[i]]}"
             if result.applied[i]
             else "not applied (see the note)"
         )
@@ -679,7 +683,7 @@ def _demo_plate() -> dict:
         p = result.paths[0] if result.paths else None
         what = (
             f"{p.source} path {p.extent():.1f} px, direction ({p.direction()[0]:+.0f}, "
-            f"{p.direction()[1]:+.0f})"
+            f"{p.direction()[1]:+.0f}), {_BLUR_WORDS[result.blurs[0]]}"
             if p is not None
             else "no path: " + "; ".join(result.notes)
         )

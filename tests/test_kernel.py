@@ -120,6 +120,50 @@ def test_deconvolution_with_the_true_path_gains_over_the_blur(sharp, prior):
     assert gain > (2.0 if prior == "wiener" else 3.0), gain
 
 
+@pytest.fixture(scope="module")
+def light_and_value_blur(sharp):
+    """The sharp crop blurred along one path twice: averaging the light (as a sensor does) and
+    averaging the sRGB values, each with a little noise."""
+    from napari_afb.samples import linear_to_srgb, srgb_to_linear
+
+    path = BlurPath([[0, 0], [12, -6], [22, 3]])
+    rng = np.random.default_rng(1)
+    light = linear_to_srgb(blur_along(srgb_to_linear(sharp), path))
+    value = blur_along(sharp, path)
+    noisy = [
+        np.clip(b + rng.normal(0, 0.004, b.shape), 0, 1).astype(np.float32) for b in (light, value)
+    ]
+    return path, noisy[0], noisy[1]
+
+
+def test_light_averaged_blur_is_undone_in_linear_light_and_told_apart(sharp, light_and_value_blur):
+    from napari_afb.kernel.decompose import choose_blur
+
+    path, light, value = light_and_value_blur
+    inner = (slice(32, -32), slice(32, -32))
+    gains = {}
+    for name, blurry in (("light", light), ("value", value)):
+        for blur in ("gamma", "linear"):
+            planes = [
+                deconvolve(blurry[..., c], path.render(), weight=2000, blur=blur) for c in range(3)
+            ]
+            lat = np.clip(np.stack(planes, -1), 0, 1)
+            gains[name, blur] = psnr(sharp[inner], lat[inner], data_range=1) - psnr(
+                sharp[inner], blurry[inner], data_range=1
+            )
+    # each blur is undone best by its own model
+    assert gains["light", "linear"] > gains["light", "gamma"] + 1.0, gains
+    assert gains["value", "gamma"] > gains["value", "linear"] + 1.0, gains
+    everywhere = np.ones(sharp.shape[:2], bool)
+    assert choose_blur(light, path, 2000, everywhere)[0] == "linear"
+    assert choose_blur(value, path, 2000, everywhere)[0] == "gamma"
+    # the engine's default chooses per path and says which; a wrong blur name is refused
+    res = run(decompose_iter(light, paths=path, kernel_bound=41))
+    assert res.blurs == ["linear"] and res.applied == [True]
+    with pytest.raises(ValueError, match="blur must be one of"):
+        deconvolve(light[..., 0], path.render(), blur="light")
+
+
 def test_blind_estimation_finds_a_straight_blur(sharp):
     path = BlurPath([[0, 0], [14, 8]])  # 16 px down-right
     blurry = blur_along(sharp, path)
