@@ -611,11 +611,12 @@ def decompose_iter(
             yield Progress(done, total, f"gamma or linear light for path {i + 1}")
             blur, _ = choose_blur(rgb, p, weights[i], owner == i, prior, cancel)
         region = owner == i
-        # The ringing check is calibrated on gamma solves; a linear-light solve leaves values
-        # beyond [0, 1] free (its curves clip) and "rang" by that measure on 6 of bench_kernel's
-        # 16 shakes blurred in linear light, where it gained 1.5-3.2 dB over gamma. So a path in
-        # linear light is solved in gamma first, checked, then solved in linear light.
-        for attempt in ("gamma", "linear") if blur == "linear" else (blur,):
+        # The ringing check is calibrated on gamma solves. A linear-light solve leaves values
+        # beyond [0, 1] free (its curves clip), and "rang" by that measure on 6 of
+        # bench_kernel's 16 shakes blurred in linear light where it gained 1.5-3.2 dB over
+        # gamma; where it rings, the gamma solve decides (and is kept if it rings too). On 64
+        # shakes a gamma solve never rang where the linear one did not.
+        for attempt in ("linear", "gamma") if blur == "linear" else (blur,):
             planes = []
             for c in range(3):
                 plane = deconvolve(
@@ -631,12 +632,17 @@ def decompose_iter(
                 planes.append(plane)
                 done += 1
                 yield Progress(done, total, f"deconvolving along path {i + 1} of {len(used)}")
-            lat = np.stack(planes, axis=-1)
-            if attempt == "gamma":
-                why = ringing(lat, region, margin=p.kernel_size())
-                if why:
+            if attempt == "linear":
+                light = np.stack(planes, axis=-1)
+                if not ringing(light, region, margin=p.kernel_size()):
+                    lat, why = light, None
                     break
-            total += 3 if blur == "linear" and attempt == "gamma" else 0
+                total += 3
+                continue
+            lat = np.stack(planes, axis=-1)
+            why = ringing(lat, region, margin=p.kernel_size())
+            if blur == "linear" and not why:
+                lat, attempt = light, "linear"
         blurs.append(attempt)
         if why:
             why = f"the deconvolution along path {i + 1} rings ({why})"
@@ -674,8 +680,9 @@ def decompose_iter(
         if lat is not None:
             latent += masks[i][..., None] * lat
     applied = [lat is not None for lat in latents]
-    mean = np.zeros_like(rgb) if any(applied) else None
-    # the frames' blur as the paths' model makes it: their light averaged where any is linear
+    # the frames' mean, on every other pixel (a check: 1-2 s less at 12 MP), as the paths'
+    # model blurs: their light averaged where any path's blur is linear
+    mean = np.zeros_like(rgb[::2, ::2]) if any(applied) else None
     light = any(b == "linear" for b, a in zip(blurs, applied) if a)
     for t in range(n_frames):
         if cancel is not None and cancel():
@@ -685,7 +692,8 @@ def decompose_iter(
             if lat is not None:
                 frame += masks[i][..., None] * _shift(lat, *offsets[i][t])
         if mean is not None:
-            mean += srgb_to_linear(frame) if light else frame
+            sub = frame[::2, ::2]
+            mean += srgb_to_linear(sub) if light else sub
         store_rows(out[t : t + 1], 0, frame[None], layout, alpha)
         done += 1
         yield Progress(done, total, f"frame {t + 1} of {n_frames}")
@@ -701,7 +709,10 @@ def decompose_iter(
         margin = max(p.kernel_size() for p, a in zip(used, applied) if a)
         mean /= n_frames
         reblur = reblur_psnr(
-            linear_to_srgb(mean) if light else mean, rgb, owner >= 0, margin=margin
+            linear_to_srgb(mean) if light else mean,
+            rgb[::2, ::2],
+            (owner >= 0)[::2, ::2],
+            margin=(margin + 1) // 2,
         )
     fallback = auto_strength(rgb) if strength == "auto" else float(strength)
     return KernelResult(
