@@ -22,6 +22,7 @@ import numpy as np
 from qtpy.QtCore import Qt
 from qtpy.QtGui import QImage, QPixmap
 from qtpy.QtWidgets import (
+    QComboBox,
     QDoubleSpinBox,
     QFormLayout,
     QGroupBox,
@@ -270,6 +271,7 @@ def kernel_job(
     strength: float | str,
     cancel: Callable[[], bool],
     estimating: str = "estimating guidance...",
+    space: str = "auto",
 ) -> Generator[Any, None, Any]:
     """Decompose with the blur-kernel engine; yields Progress, returns a
     :class:`napari_afb._widget.Outcome` (an error or cancellation as a message, not raised)."""
@@ -291,7 +293,13 @@ def kernel_job(
             guidance = estimated = out
         yield Progress(0, 0, "deblurring along the blur path..." if paths else "estimating...")
         result = yield from decompose_iter(
-            image, guidance, paths, kernel_bound=kernel_bound, strength=strength, cancel=cancel
+            image,
+            guidance,
+            paths,
+            kernel_bound=kernel_bound,
+            strength=strength,
+            space=space,
+            cancel=cancel,
         )
     except Cancelled:
         return Outcome(cancelled=True)
@@ -444,6 +452,17 @@ class KernelPanel(QGroupBox):
             "The deconvolution's data weight: higher is sharper and noisier (about 2000 for a "
             "clean photo, 300-600 for a noisy one). auto: from the noise level"
         )
+        self.space_combo = QComboBox()
+        for text, value in (
+            ("auto", "auto"),
+            ("pixel values (gamma)", "gamma"),
+            ("light (linear)", "linear"),
+        ):
+            self.space_combo.addItem(text, value)
+        self.space_combo.setToolTip(
+            "What the blur averaged: the stored pixel values, or the light, as a camera's "
+            "sensor does. auto: per path, whichever explains the photo better"
+        )
         self.bound_spin.setValue(DEFAULT_BOUND)  # kept between sessions by the host's Persist
         self.new_button = QPushButton("Draw blur path")
         self.new_button.setToolTip(
@@ -473,6 +492,7 @@ class KernelPanel(QGroupBox):
         form.addRow("Blur paths", self.paths_combo)
         form.addRow("Kernel bound", self.bound_spin)
         form.addRow("Strength", self.strength_spin)
+        form.addRow("Blur of", self.space_combo)
         row1, row2 = QHBoxLayout(), QHBoxLayout()
         row1.addWidget(self.new_button)
         row1.addWidget(self.reverse_button)
@@ -486,7 +506,7 @@ class KernelPanel(QGroupBox):
         layout.addLayout(row1)
         layout.addLayout(row2)
         layout.addLayout(inset)
-        self.inputs = [self.paths_combo, self.bound_spin, self.strength_spin]
+        self.inputs = [self.paths_combo, self.bound_spin, self.strength_spin, self.space_combo]
         self.buttons = [self.new_button, self.reverse_button, self.preview_button]
 
         self.new_button.clicked.connect(self.new_paths_layer)
@@ -507,6 +527,10 @@ class KernelPanel(QGroupBox):
     def strength(self) -> float | str:
         value = float(self.strength_spin.value())
         return "auto" if value <= 0 else value
+
+    @property
+    def space(self) -> str:
+        return self.space_combo.currentData()
 
     # -- the paths layer ------------------------------------------------------------------------
 

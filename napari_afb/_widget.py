@@ -247,6 +247,7 @@ class DecomposeWidget(CancelOnClose, QWidget):
                 ("tile", self.tile_spin),
                 ("kernel_bound", self.kernel.bound_spin),
                 ("strength", self.kernel.strength_spin),
+                ("space", self.kernel.space_combo),
             ],
             self._after_reset,
         )
@@ -501,6 +502,7 @@ class DecomposeWidget(CancelOnClose, QWidget):
                 strength=self.kernel.strength,
                 cancel=self._new_cancel(),
                 estimating=job.estimating,
+                space=self.kernel.space,
             )
         else:
             weights = self.weights_edit.value

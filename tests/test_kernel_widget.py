@@ -92,6 +92,7 @@ def test_drawn_path_preview_and_sharp_frames(make_napari_viewer, qtbot, plate):
     assert all(gradient_energy(f) > 4 * before for f in frames.data)
     meta = frames.metadata["napari_afb"]
     assert meta["engine"] == "kernel" and meta["path_source"] == ["drawn"]
+    assert meta["blur"] == ["gamma"]  # "auto": the plate's blur mixed its pixel values
     assert meta["paths"] == [[[292.0, 248.0], [308.0, 232.0]]]
     assert "plate preview" not in viewer.layers  # the full run replaces the preview
     assert "Done" in widget.status.text() and widget.run_button.text() == "Run"
@@ -209,6 +210,9 @@ def test_settings_persist_and_weights_pick_the_learned_engine(make_napari_viewer
     assert again.kernel.kernel_bound == 41 and again.kernel.strength == 1500.0
     again.kernel.strength_spin.setValue(0)
     assert again.kernel.strength == "auto" and again.kernel.strength_spin.text() == "auto"
+    assert again.kernel.space == "auto"
+    again.kernel.space_combo.setCurrentIndex(again.kernel.space_combo.findData("gamma"))
+    assert _widget(viewer).kernel.space == "gamma"
 
     again.weights_edit.value = tmp_path / "mine.safetensors"
     assert again.engine() == "learned" and again.learned_box.isVisibleTo(again)
@@ -231,12 +235,14 @@ def test_a_video_frame_follows_the_paths_its_neighbours_give(make_napari_viewer,
     viewer.dims.set_current_step(0, 2)
     widget = _widget(viewer)
     assert widget.guidance_combo.current() == "neighbors"
+    widget.kernel.space_combo.setCurrentIndex(widget.kernel.space_combo.findData("linear"))
     _click_and_wait(qtbot, widget, widget.run_button)
 
     frames = viewer.layers["pan frames"].data
     frames = frames.reshape(7, *video.shape[1:])
     meta = viewer.layers["pan frames"].metadata["napari_afb"]
     assert meta["path_source"] == ["video"]
+    assert meta["blur"] == ["linear"]  # as set in the dock (the clip was blurred in light)
     (x0, y0), (x1, y1) = np.asarray(meta["paths"][0])[[0, -1]]
     assert np.sign(x1 - x0) == np.sign(STEP[0]) and np.sign(y1 - y0) == np.sign(STEP[1])
     assert np.abs(frames[0].astype(int) - frames[-1]).mean() > 2
