@@ -564,7 +564,12 @@ class DecomposeWidget(CancelOnClose, QWidget):
             self._reported = {layer.name, job.image_name}
             at = "" if job.frame is None else f" of video frame {job.frame}"
             notes = out.extra.get("notes") or []
-            engine = "" if out.extra.get("engine") != "kernel" else " (blur kernel)"
+            engine = ""
+            if out.extra.get("engine") == "kernel":
+                applied = [b for b, a in zip(out.extra["blur"], out.extra["applied"]) if a]
+                what = {"gamma": "of the pixel values", "linear": "of the light"}
+                blur = ", ".join(dict.fromkeys(what[b] for b in applied))
+                engine = f" (blur kernel{', blur ' + blur if blur else ''})"
             # "nothing was deblurred" first: the one thing the user must not miss
             notes = sorted(notes, key=lambda n: not n.startswith("nothing was deblurred"))
             self.status.setText(

@@ -96,6 +96,7 @@ def test_drawn_path_preview_and_sharp_frames(make_napari_viewer, qtbot, plate):
     assert meta["paths"] == [[[292.0, 248.0], [308.0, 232.0]]]
     assert "plate preview" not in viewer.layers  # the full run replaces the preview
     assert "Done" in widget.status.text() and widget.run_button.text() == "Run"
+    assert "(blur kernel, blur of the pixel values)" in widget.status.text()
 
 
 def test_estimate_blur_path_shows_kernel_and_path(make_napari_viewer, qtbot, plate):
