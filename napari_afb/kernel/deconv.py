@@ -185,14 +185,6 @@ def deconvolve(
         X = num / (K2 + beta * D2)
         x = sfft.irfft2(X, s=shape, workers=_WORKERS).astype(np.float32)
         beta *= beta_rate
-        if light and beta <= beta_max:
-            # the light's curves clip, so values beyond [0, 1] cost nothing in the data term:
-            # left free they became black dots (a passing van in bikes.mp4) and "rang" on 6 of
-            # 16 shakes. Kept in [0, 1] but after the last step: 16 shakes blurred in light
-            # gained +5.60 dB against +5.35 free, and that last step's overshoot is the
-            # ringing check (a path 1.5x too long rang on 5 of 8 shakes, gamma 4 of 8)
-            np.clip(x, 0, 1, out=x)
-            X = None
     return x[:h, :w]
 
 
