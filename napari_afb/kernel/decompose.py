@@ -83,11 +83,6 @@ RESIDUAL_ITERS = 3
 # on linear-light blur, +5.25 (+5.32) on sRGB-value blur.
 SPACES = ("auto", "gamma", "linear")
 LIGHT_RATIO = 1.045
-# An estimate on the light overrules one on the values whose blur test says gamma only below
-# this ratio. Measured on bench_kernel's 32 in-sample shakes, where the two tests disagreed:
-# on 4 blurred in light the light's estimate was right (ratios 0.64, 0.86, 0.93 and 1.04), on
-# 2 blurred in sRGB values the values' one (the light's, wrong paths: 1.005 and 1.034)
-CLEAR_LIGHT = 0.95
 CHOOSE_SIDE = 512
 MIN_STRENGTH, MAX_STRENGTH = 150.0, 3000.0
 STRENGTH_STEPS = (1.0, 0.67, 0.45, 0.3, 0.2, 0.13, 0.08)  # of the noise level's weight
@@ -354,38 +349,37 @@ def estimate_paths_iter(
 
 
 def _estimate_on_values_or_light(rgb, bound, strength, space, prior, cancel):
-    """One path for the whole image, estimated on the stored values and on the light (linear):
-    (paths, notes, {id(path): (weight, blur)}).
+    """One path for the whole image, estimated on the stored values and, where that fails or
+    its blur is of the light, on the light (linear): (paths, notes, {id(path): (weight, blur)}).
 
     Estimation on the values of a photo blurred in light is biased at its contrasty edges.
     Measured on bench_kernel's 16 shakes blurred in linear light (paths used as drawn, so
     without the check for parts still blurred): estimated on the values +1.19 dB, on the light
     +2.23; on the plate, whose blur mixed its values, estimation on the light fails
-    (KERNEL_NOTES). So the light's estimate is taken where its own blur test says light and
-    the values' estimate failed or says light too; against a values' estimate that says gamma,
-    only where the light's test is clear (energy ratio under :data:`CLEAR_LIGHT`). With
-    space="linear", the light's estimate wherever it succeeds."""
+    (KERNEL_NOTES). So the light's estimate is taken only where its own blur test says light;
+    with space="linear", wherever it succeeds."""
     everywhere = np.ones(rgb.shape[:2], bool)
 
     def judged(path):
         weight = auto_strength(rgb, path.render()) if strength == "auto" else float(strength)
         if space == "linear":
-            return weight, "linear", 0.0
-        return weight, *choose_blur(rgb, path, weight, everywhere, prior, cancel)
+            return weight, "linear"
+        return weight, choose_blur(rgb, path, weight, everywhere, prior, cancel)[0]
 
     yield Progress(0, 0, "estimating the blur path...")
     used, notes = yield from estimate_paths_iter(rgb, None, kernel_bound=bound, cancel=cancel)
-    verdicts = [judged(p) for p in used]
+    known = {id(p): judged(p) for p in used}
+    if used and known[id(used[0])][1] == "gamma":
+        return used, notes, known
     yield Progress(0, 0, "estimating the blur path on the light...")
     light, light_notes = yield from estimate_paths_iter(
         srgb_to_linear(rgb), None, kernel_bound=bound, cancel=cancel
     )
     if light:
-        weight, blur, ratio = judged(light[0])
-        values_gamma = verdicts and verdicts[0][1] == "gamma"
-        if blur == "linear" and (not values_gamma or (ratio or 1.0) < CLEAR_LIGHT):
-            return light, light_notes, {id(light[0]): (weight, blur)}
-    return used, notes, {id(p): v[:2] for p, v in zip(used, verdicts)}
+        verdict = judged(light[0])
+        if verdict[1] == "linear":
+            return light, light_notes, {id(light[0]): verdict}
+    return used, notes, known
 
 
 def _halves(shape) -> list[tuple[slice, slice]]:
