@@ -236,14 +236,19 @@ def _estimation_regions(labels: np.ndarray | None, shape) -> list[np.ndarray | N
     return [comp == c for c in big[:4]]
 
 
+def _gradient_energy(grey: np.ndarray) -> np.ndarray:
+    """|d/dy| + |d/dx| per pixel (forward differences, the last row and column repeated)."""
+    return np.abs(np.diff(grey, axis=0, append=grey[-1:])) + np.abs(
+        np.diff(grey, axis=1, append=grey[:, -1:])
+    )
+
+
 def _best_window(grey: np.ndarray, mask: np.ndarray | None, side: int) -> tuple[int, int]:
     """Top-left (y, x) of the side x side window with the most gradient energy inside mask."""
     h, w = grey.shape
     if h <= side and w <= side:
         return 0, 0
-    energy = np.abs(np.diff(grey, axis=0, append=grey[-1:])) + np.abs(
-        np.diff(grey, axis=1, append=grey[:, -1:])
-    )
+    energy = _gradient_energy(grey)
     if mask is not None:
         energy = energy * mask
     f = max(1, min(h, w) // 128)
@@ -350,7 +355,7 @@ def estimate_paths_iter(
 
 def _estimate_on_values_or_light(rgb, bound, strength, space, prior, cancel):
     """One path for the whole image, estimated on the stored values and, where that fails or
-    its blur is of the light, on the light (linear): (paths, notes, {id(path): (weight, blur)}).
+    its blur is of the light, on the light (linear): (paths, notes, [(weight, blur) per path]).
 
     Estimation on the values of a photo blurred in light is biased at its contrasty edges.
     Measured on bench_kernel's 16 shakes blurred in linear light (paths used as drawn, so
@@ -368,9 +373,9 @@ def _estimate_on_values_or_light(rgb, bound, strength, space, prior, cancel):
 
     yield Progress(0, 0, "estimating the blur path...")
     used, notes = yield from estimate_paths_iter(rgb, None, kernel_bound=bound, cancel=cancel)
-    known = {id(p): judged(p) for p in used}
-    if used and known[id(used[0])][1] == "gamma":
-        return used, notes, known
+    verdicts = [judged(p) for p in used]
+    if verdicts and verdicts[0][1] == "gamma":
+        return used, notes, verdicts
     yield Progress(0, 0, "estimating the blur path on the light...")
     light, light_notes = yield from estimate_paths_iter(
         srgb_to_linear(rgb), None, kernel_bound=bound, cancel=cancel
@@ -378,8 +383,8 @@ def _estimate_on_values_or_light(rgb, bound, strength, space, prior, cancel):
     if light:
         verdict = judged(light[0])
         if verdict[1] == "linear":
-            return light, light_notes, {id(light[0]): verdict}
-    return used, notes, known
+            return light, light_notes, [verdict]
+    return used, notes, verdicts
 
 
 def _halves(shape) -> list[tuple[slice, slice]]:
@@ -540,9 +545,7 @@ def residual_blur(
     size = max(5, int(round(bound * f)) | 1)
     if min(th, tw) < 2 * size:
         return 0.0, []
-    energy = np.abs(np.diff(box, axis=0, append=box[-1:])) + np.abs(
-        np.diff(box, axis=1, append=box[:, -1:])
-    )
+    energy = _gradient_energy(box)
     tiles = []
     for i in range(n):
         for j in range(n):
@@ -617,11 +620,11 @@ def decompose_iter(
         raise ValueError(f"strength must be a positive number or 'auto', got {strength!r}")
     # no painted motion: one path (estimated or drawn) stands for the whole image
     whole_image = labels is None or not (labels > 0).any()
-    known: dict[int, tuple[float, str]] = {}  # id(path) -> (weight, blur) already worked out
+    verdicts = []  # (weight, blur) per path, where estimation already worked them out
     if paths is not None:  # drawn or measured; an empty list (nothing moved) keeps the input
         used = given
     elif whole_image and space != "gamma":
-        used, notes, known = yield from _estimate_on_values_or_light(
+        used, notes, verdicts = yield from _estimate_on_values_or_light(
             rgb, bound, strength, space, prior, cancel
         )
     else:
@@ -636,21 +639,19 @@ def decompose_iter(
         for mask in _estimation_regions(labels, (h, w)):
             if mask is not None and not any((s & mask).any() for s in strokes):
                 owner[mask] = -1
-    weights = [
-        known[id(p)][0]
-        if id(p) in known
-        else auto_strength(rgb, p.render(), owner == i)
-        if strength == "auto"
-        else float(strength)
-        for i, p in enumerate(used)
-    ]
+    if verdicts:
+        weights = [weight for weight, _ in verdicts]
+    elif strength == "auto":
+        weights = [auto_strength(rgb, p.render(), owner == i) for i, p in enumerate(used)]
+    else:
+        weights = [float(strength)] * len(used)
     latents, blurs = [], []
     total = len(used) * 3 + n_frames
     done = 0
     for i, p in enumerate(used):
         blur = space
-        if id(p) in known:
-            blur = known[id(p)][1]
+        if verdicts:
+            blur = verdicts[i][1]
         elif space == "auto":
             yield Progress(done, total, f"gamma or linear light for path {i + 1}")
             blur, _ = choose_blur(rgb, p, weights[i], owner == i, prior, cancel)
@@ -660,34 +661,22 @@ def decompose_iter(
         # bench_kernel's 16 shakes blurred in linear light where it gained 1.5-3.2 dB over
         # gamma; where it rings, the gamma solve decides (and is kept if it rings too). On 64
         # shakes a gamma solve never rang where the linear one did not.
-        for attempt in ("linear", "gamma") if blur == "linear" else (blur,):
-            planes = []
-            for c in range(3):
-                plane = deconvolve(
-                    rgb[..., c],
-                    p.render(),
-                    weight=weights[i],
-                    prior=prior,
-                    blur=attempt,
-                    cancel=cancel,
-                )
-                if plane is None:
-                    raise Cancelled("cancelled during the deconvolution")
-                planes.append(plane)
-                done += 1
-                yield Progress(done, total, f"deconvolving along path {i + 1} of {len(used)}")
-            if attempt == "linear":
-                light = np.stack(planes, axis=-1)
-                if not ringing(light, region, margin=p.kernel_size()):
-                    lat, why = light, None
-                    break
-                total += 3
-                continue
-            lat = np.stack(planes, axis=-1)
-            why = ringing(lat, region, margin=p.kernel_size())
-            if blur == "linear" and not why:
-                lat, attempt = light, "linear"
-        blurs.append(attempt)
+        doing = f"deconvolving along path {i + 1} of {len(used)}"
+        lat = yield from _deconvolve_rgb(
+            rgb, p, weights[i], prior, blur, cancel, done, total, doing
+        )
+        done += 3
+        why = ringing(lat, region, margin=p.kernel_size())
+        if why and blur == "linear":
+            total += 3
+            check = yield from _deconvolve_rgb(
+                rgb, p, weights[i], prior, "gamma", cancel, done, total, doing
+            )
+            done += 3
+            why = ringing(check, region, margin=p.kernel_size())
+            if why:
+                lat, blur = check, "gamma"
+        blurs.append(blur)
         if why:
             why = f"the deconvolution along path {i + 1} rings ({why})"
         elif p.source == "estimated" and whole_image:
@@ -727,7 +716,7 @@ def decompose_iter(
     # the frames' mean, on every other pixel (a check: 1-2 s less at 12 MP), as the paths'
     # model blurs: their light averaged where any path's blur is linear
     mean = np.zeros_like(rgb[::2, ::2]) if any(applied) else None
-    light = any(b == "linear" for b, a in zip(blurs, applied) if a)
+    in_light = any(b == "linear" for b, a in zip(blurs, applied) if a)
     for t in range(n_frames):
         if cancel is not None and cancel():
             raise Cancelled(f"cancelled after {t} of {n_frames} frames")
@@ -737,7 +726,7 @@ def decompose_iter(
                 frame += masks[i][..., None] * _shift(lat, *offsets[i][t])
         if mean is not None:
             sub = frame[::2, ::2]
-            mean += srgb_to_linear(sub) if light else sub
+            mean += srgb_to_linear(sub) if in_light else sub
         store_rows(out[t : t + 1], 0, frame[None], layout, alpha)
         done += 1
         yield Progress(done, total, f"frame {t + 1} of {n_frames}")
@@ -753,7 +742,7 @@ def decompose_iter(
         margin = max(p.kernel_size() for p, a in zip(used, applied) if a)
         mean /= n_frames
         reblur = reblur_psnr(
-            linear_to_srgb(mean) if light else mean,
+            linear_to_srgb(mean) if in_light else mean,
             rgb[::2, ::2],
             (owner >= 0)[::2, ::2],
             margin=(margin + 1) // 2,
@@ -770,6 +759,21 @@ def decompose_iter(
         reblur,
         blurs,
     )
+
+
+def _deconvolve_rgb(rgb, path, weight, prior, blur, cancel, done, total, doing):
+    """The (H, W, 3) deconvolution of ``rgb`` along ``path``, plane by plane; yields a
+    Progress (``done`` + planes finished, of ``total``) after each."""
+    planes = []
+    for c in range(3):
+        plane = deconvolve(
+            rgb[..., c], path.render(), weight=weight, prior=prior, blur=blur, cancel=cancel
+        )
+        if plane is None:
+            raise Cancelled("cancelled during the deconvolution")
+        planes.append(plane)
+        yield Progress(done + c + 1, total, doing)
+    return np.stack(planes, axis=-1)
 
 
 def reblur_psnr(mean: np.ndarray, rgb: np.ndarray, where: np.ndarray, *, margin: int = 0):

@@ -67,7 +67,7 @@ def fft_terms(plane: np.ndarray, kernel: np.ndarray, *, with_otf: bool = False):
     """The frequency-domain terms of a deconvolution of the (H, W) ``plane`` by ``kernel``,
     padded by :func:`periodic_pad` to the kernel's reach: (padded plane, conj(K) B, |K|^2,
     |D|^2) with D the forward differences; what the solvers here and in :mod:`.blind` share.
-    ``with_otf`` adds K and B themselves at the end."""
+    ``with_otf`` adds K itself at the end."""
     ks = kernel.shape[0]
     padded = periodic_pad(plane.astype(np.float32, copy=False), ks + ks // 2)
     shape = padded.shape
@@ -75,9 +75,8 @@ def fft_terms(plane: np.ndarray, kernel: np.ndarray, *, with_otf: bool = False):
     fx, fy = _gradient_otfs(shape)
     D2 = (np.abs(fx) ** 2 + np.abs(fy) ** 2).astype(np.float32)
     K2 = (np.abs(K) ** 2).astype(np.float32)
-    B = sfft.rfft2(padded, workers=_WORKERS)
-    KtB = np.conj(K) * B
-    return (padded, KtB, K2, D2, K, B) if with_otf else (padded, KtB, K2, D2)
+    KtB = np.conj(K) * sfft.rfft2(padded, workers=_WORKERS)
+    return (padded, KtB, K2, D2, K) if with_otf else (padded, KtB, K2, D2)
 
 
 def _grad(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -152,11 +151,10 @@ def deconvolve(
     if blur not in BLURS:
         raise ValueError(f"blur must be one of {', '.join(BLURS)}, not {blur!r}")
     h, w = plane.shape
-    padded, KtB, K2, D2, K, B = fft_terms(plane, kernel, with_otf=True)
+    padded, KtB, K2, D2, K = fft_terms(plane, kernel, with_otf=True)
     shape = padded.shape
     del padded
     light = blur == "linear" and prior != "wiener"
-    del B  # the target is built from conj(K) B
     if prior == "wiener":
         x = sfft.irfft2(KtB / (K2 + D2 * (WIENER_FACTOR / weight)), s=shape, workers=_WORKERS)
         return x[:h, :w].astype(np.float32)
