@@ -229,13 +229,15 @@ def estimate_job(
     *,
     kernel_bound: int,
     cancel: Callable[[], bool],
+    space: str = "auto",
 ) -> Generator[Any, None, dict]:
-    """Estimate the blur paths of ``image``; returns {"paths", "notes", "seconds"}, or
-    {"error": message}, or {"cancelled": True}."""
+    """Estimate the blur paths of ``image`` as a run would (``space``: how the blur mixed
+    the colours, see :func:`~.kernel.decompose.decompose_iter`); returns {"paths", "notes",
+    "seconds"}, or {"error": message}, or {"cancelled": True}."""
     from .guidance import check_guidance
     from .images import to_rgb_float
     from .jobs import Cancelled, Progress
-    from .kernel.decompose import estimate_paths_iter
+    from .kernel.decompose import estimate_blur_paths_iter
 
     start = time.perf_counter()
     try:
@@ -244,9 +246,8 @@ def estimate_job(
             yield Progress(0, 0, "estimating guidance...")
             guidance = guidance()
         labels = None if guidance is None else check_guidance(guidance, shape=rgb.shape[:2])
-        yield Progress(0, 0, "estimating the blur path...")
-        paths, notes = yield from estimate_paths_iter(
-            rgb, labels, kernel_bound=kernel_bound, cancel=cancel
+        paths, notes = yield from estimate_blur_paths_iter(
+            rgb, labels, kernel_bound=kernel_bound, space=space, cancel=cancel
         )
     except Cancelled:
         return {"cancelled": True}
@@ -633,6 +634,7 @@ class KernelPanel(QGroupBox):
             job.guidance,
             kernel_bound=self.kernel_bound,
             cancel=self.host._new_cancel(),
+            space=self.space,
         )
         worker.returned.connect(lambda result: self._on_estimated(result, job))
         return self.host._start(worker, self.estimate_button, "Estimating the blur path...")

@@ -138,20 +138,24 @@ def estimate_blur_paths(
     guidance=None,
     *,
     kernel_bound: int = 51,
+    space: str = "auto",
     progress: bool | Callable[[_engine.Progress], None] = False,
     cancel: Callable[[], bool] | None = None,
 ) -> list:
-    """Estimate the blur paths of a blurry image blindly: one per large moving region of the
-    guidance (or one for the whole image), time-ordered by the guidance where it has moving
-    labels. Returns a list of :class:`~napari_afb.kernel.BlurPath` (empty when no blur was
-    found, with a warning saying why); pass them to :func:`decompose` as ``paths``."""
+    """Estimate the blur paths of a blurry image blindly, as :func:`decompose` would: one per
+    large moving region of the guidance (or one for the whole image, estimated on the pixel
+    values and, unless ``space="gamma"``, on the light), time-ordered by the guidance where it
+    has moving labels. Returns a list of :class:`~napari_afb.kernel.BlurPath` (empty when no
+    blur was found, with a warning saying why); pass them to :func:`decompose` as ``paths``."""
     from .guidance import check_guidance
     from .images import to_rgb_float
-    from .kernel.decompose import estimate_paths_iter
+    from .kernel.decompose import estimate_blur_paths_iter
 
     rgb, _, _ = to_rgb_float(image)
     labels = None if guidance is None else check_guidance(guidance, shape=rgb.shape[:2])
-    gen = estimate_paths_iter(rgb, labels, kernel_bound=kernel_bound, cancel=cancel)
+    gen = estimate_blur_paths_iter(
+        rgb, labels, kernel_bound=kernel_bound, space=space, cancel=cancel
+    )
     paths, notes = _engine.drive(gen, progress, desc="estimate", unit="region")
     for note in notes:
         warnings.warn(note, UserWarning, stacklevel=2)

@@ -173,6 +173,11 @@ def test_a_blur_of_the_light_is_estimated_on_the_light(light_and_value_blur):
     res = run(decompose_iter(light, kernel_bound=41))
     assert len(res.paths) == 1 and res.blurs == ["linear"]
     assert abs(res.paths[0].extent() - path.extent()) < 2.0, res.paths[0].extent()
+    # Estimate blur path (the API and the dock's button) shows the path the run would use
+    shown = napari_afb.estimate_blur_paths(light, kernel_bound=41)
+    assert len(shown) == 1 and np.allclose(shown[0].points, res.paths[0].points)
+    with pytest.warns(UserWarning, match="uncertain"):
+        assert napari_afb.estimate_blur_paths(light, kernel_bound=41, space="gamma") == []
 
 
 def test_blind_estimation_finds_a_straight_blur(sharp):
@@ -397,6 +402,48 @@ def test_the_default_backs_off_where_parts_moved_different_ways():
     assert any("the blur differs across the image" in n for n in res.notes), res.notes
     assert all(np.array_equal(f, s.blurry) for f in res.frames)
     assert len(res.paths) == 1 and res.applied == [False] and res.reblur_psnr is None
+
+
+def test_the_check_for_parts_still_blurred_judges_a_gamma_solve(monkeypatch):
+    """A photo blurred in linear light: the default estimates its path (on the values and on
+    the light), deblurs in light, and checks for parts still blurred on a gamma solve along the
+    same path (the check's thresholds were set on gamma solves; on a linear solve it missed a
+    box that moved another way: benchmarks/bench_kernel.py's clips)."""
+    import napari_afb.kernel.decompose as kd
+    from napari_afb.samples import linear_to_srgb, srgb_to_linear
+
+    img = data.astronaut()[:384, :384].astype(np.float32) / 255
+    path = BlurPath([[180, 190], [190, 186], [200, 194]])
+    blurred = linear_to_srgb(blur_along(srgb_to_linear(img), path))
+    noisy = blurred + np.random.default_rng(0).normal(0, 0.01, img.shape)
+    u8 = np.rint(np.clip(noisy, 0, 1) * 255).astype(np.uint8)
+    solves, judged = [], []
+    deconvolve_rgb, residual_blur = kd._deconvolve_rgb, kd.residual_blur
+
+    def recording_solve(rgb, p, weight, prior, blur, *args):
+        lat = yield from deconvolve_rgb(rgb, p, weight, prior, blur, *args)
+        solves.append((blur, lat))
+        return lat
+
+    def recording_check(lat, *args, **kwargs):
+        judged.append(lat)
+        return residual_blur(lat, *args, **kwargs)
+
+    monkeypatch.setattr(kd, "_deconvolve_rgb", recording_solve)
+    monkeypatch.setattr(kd, "residual_blur", recording_check)
+    res = run(decompose_iter(u8))
+    assert res.blurs == ["linear"] and res.applied == [True], res.notes
+    assert [b for b, _ in solves] == ["linear", "gamma"]
+    assert len(judged) == 1 and judged[0] is solves[1][1]
+    # the result is the linear solve: sharper than the input, and re-blurring to it
+    inner = (slice(40, -40), slice(40, -40))
+    assert np.allclose(res.latent, np.clip(solves[0][1], 0, 1), atol=1e-6)
+
+    def edges(x):
+        return float(np.mean(np.abs(np.diff(x[inner].mean(axis=-1), axis=1))))
+
+    assert edges(res.latent) > 1.3 * edges(u8 / 255)
+    assert res.reblur_psnr > 33
 
 
 def test_a_painted_region_whose_estimate_fails_keeps_the_input():

@@ -35,7 +35,13 @@ from .blind import estimate_kernel, refine_kernel
 from .deconv import BLURS, PRIORS, deconvolve
 from .paths import BlurPath, as_paths, mass_near_path, path_from_kernel
 
-__all__ = ["KernelResult", "decompose_iter", "estimate_paths_iter", "auto_strength"]
+__all__ = [
+    "KernelResult",
+    "decompose_iter",
+    "estimate_blur_paths_iter",
+    "estimate_paths_iter",
+    "auto_strength",
+]
 
 DEFAULT_BOUND = 51  # px: KERNEL_NOTES: a bound of 1.5-2x the true blur works, 3x fails
 ESTIMATE_SCALE_BOUND = 25  # the kernel bound, in px at the estimation scale
@@ -65,7 +71,9 @@ MAX_TILE_OVERSHOOT = 0.08
 # move different ways and that reach the check had 4, 4 and 5 such tiles of 9; of the 24 shakes
 # that reach it, 20 had 0-2, 4 had 3-6 (they had gained -0.54, -0.05, +1.8 and +1.9 dB; all four
 # blurred in linear light but one); the plate 1 of 9. With 5 rounds the check took twice as long
-# and missed the camera shake with a box moving the other way (1 of 9 tiles).
+# and missed the camera shake with a box moving the other way (1 of 9 tiles). Like the ringing
+# check, it judges a gamma solve: on a linear-light solve along the light's estimate, that clip
+# had 1 such tile of 9 (the deblurred image lost 1.2-2.3 dB), on the gamma solve 3.
 RESIDUAL_BLUR = 6.0
 RESIDUAL_SHARE = 1 / 3
 RESIDUAL_TILE = 256
@@ -83,6 +91,13 @@ RESIDUAL_ITERS = 3
 # on linear-light blur, +5.25 (+5.32) on sRGB-value blur.
 SPACES = ("auto", "gamma", "linear")
 LIGHT_RATIO = 1.045
+# With no painted motion, the path is estimated on the stored values and on the light; the
+# light's estimate overrules one on the values whose blur test says gamma only where its own
+# test is clear (energy ratio under CLEAR_LIGHT). Set on the 6 in-sample shakes of bench_kernel
+# where the two tests disagreed: on 4 blurred in light the light's estimate was right (ratios
+# 0.64, 0.86, 0.93 and 1.04), on 2 blurred in sRGB values the values' one (the light's wrong
+# paths tested 1.005 and 1.034).
+CLEAR_LIGHT = 0.95
 CHOOSE_SIDE = 512
 MIN_STRENGTH, MAX_STRENGTH = 150.0, 3000.0
 STRENGTH_STEPS = (1.0, 0.67, 0.45, 0.3, 0.2, 0.13, 0.08)  # of the noise level's weight
@@ -353,38 +368,63 @@ def estimate_paths_iter(
     return paths, notes
 
 
+def estimate_blur_paths_iter(
+    rgb: np.ndarray,
+    labels: np.ndarray | None = None,
+    *,
+    kernel_bound: int = DEFAULT_BOUND,
+    space: str = "auto",
+    cancel: Callable[[], bool] | None = None,
+) -> Generator[Progress, None, tuple[list[BlurPath], list[str]]]:
+    """The paths the default run would estimate for an (H, W, 3) float image: with no painted
+    motion and ``space`` not "gamma", estimated on the stored values and on the light (see
+    :func:`_estimate_on_values_or_light`); otherwise :func:`estimate_paths_iter`. Returns
+    (paths, notes). What **Estimate blur path** and ``napari_afb.estimate_blur_paths`` show."""
+    if space not in SPACES:
+        raise ValueError(f"space must be one of {', '.join(SPACES)}, not {space!r}")
+    bound = _check_bound(kernel_bound)
+    if space != "gamma" and (labels is None or not (labels > 0).any()):
+        paths, notes, _ = yield from _estimate_on_values_or_light(
+            rgb, bound, "auto", space, "hyper-laplacian", cancel
+        )
+        return paths, notes
+    yield Progress(0, 0, "estimating the blur path...")
+    return (yield from estimate_paths_iter(rgb, labels, kernel_bound=bound, cancel=cancel))
+
+
 def _estimate_on_values_or_light(rgb, bound, strength, space, prior, cancel):
-    """One path for the whole image, estimated on the stored values and, where that fails or
-    its blur is of the light, on the light (linear): (paths, notes, [(weight, blur) per path]).
+    """One path for the whole image, estimated on the stored values and on the light
+    (linear): (paths, notes, [(weight, blur) per path]).
 
     Estimation on the values of a photo blurred in light is biased at its contrasty edges.
     Measured on bench_kernel's 16 shakes blurred in linear light (paths used as drawn, so
     without the check for parts still blurred): estimated on the values +1.19 dB, on the light
     +2.23; on the plate, whose blur mixed its values, estimation on the light fails
-    (KERNEL_NOTES). So the light's estimate is taken only where its own blur test says light;
-    with space="linear", wherever it succeeds."""
+    (KERNEL_NOTES). So the light's estimate is taken where its own blur test says light and the
+    values' estimate failed or says light too; against a values' estimate that says gamma, only
+    where the light's test is clear (:data:`CLEAR_LIGHT`). With space="linear", the light's
+    estimate wherever it succeeds."""
     everywhere = np.ones(rgb.shape[:2], bool)
 
     def judged(path):
         weight = auto_strength(rgb, path.render()) if strength == "auto" else float(strength)
         if space == "linear":
-            return weight, "linear"
-        return weight, choose_blur(rgb, path, weight, everywhere, prior, cancel)[0]
+            return weight, "linear", 0.0
+        return weight, *choose_blur(rgb, path, weight, everywhere, prior, cancel)
 
     yield Progress(0, 0, "estimating the blur path...")
     used, notes = yield from estimate_paths_iter(rgb, None, kernel_bound=bound, cancel=cancel)
     verdicts = [judged(p) for p in used]
-    if verdicts and verdicts[0][1] == "gamma":
-        return used, notes, verdicts
     yield Progress(0, 0, "estimating the blur path on the light...")
     light, light_notes = yield from estimate_paths_iter(
         srgb_to_linear(rgb), None, kernel_bound=bound, cancel=cancel
     )
     if light:
-        verdict = judged(light[0])
-        if verdict[1] == "linear":
-            return light, light_notes, [verdict]
-    return used, notes, verdicts
+        weight, blur, ratio = judged(light[0])
+        values_gamma = bool(verdicts) and verdicts[0][1] == "gamma"
+        if blur == "linear" and (not values_gamma or (ratio or 1.0) < CLEAR_LIGHT):
+            return light, light_notes, [(weight, blur)]
+    return used, notes, [v[:2] for v in verdicts]
 
 
 def _halves(shape) -> list[tuple[slice, slice]]:
@@ -667,6 +707,7 @@ def decompose_iter(
         )
         done += 3
         why = ringing(lat, region, margin=p.kernel_size())
+        check = None  # a gamma solve along the path, where the blur is linear and it is needed
         if why and blur == "linear":
             total += 3
             check = yield from _deconvolve_rgb(
@@ -682,8 +723,15 @@ def decompose_iter(
         elif p.source == "estimated" and whole_image:
             # check that the one path explains every part of the image (with guidance, each
             # painted region has its own path, and masked tiles judged poorly: measured)
+            if blur == "linear" and check is None:
+                total += 3
+                check = yield from _deconvolve_rgb(
+                    rgb, p, weights[i], prior, "gamma", cancel, done, total, doing
+                )
+                done += 3
             yield Progress(done, total, f"checking the result of path {i + 1}")
-            share, spans = residual_blur(lat, region, kernel_bound=bound, cancel=cancel)
+            judged = lat if check is None else check
+            share, spans = residual_blur(judged, region, kernel_bound=bound, cancel=cancel)
             if share >= RESIDUAL_SHARE:
                 blurred = round(share * len(spans))
                 why = (
