@@ -143,9 +143,9 @@ def estimate_blur_paths(
     cancel: Callable[[], bool] | None = None,
 ) -> list:
     """Estimate the blur paths of a blurry image blindly, as :func:`decompose` would: one per
-    large moving region of the guidance (or one for the whole image, estimated on the pixel
-    values and, unless ``space="gamma"``, on the light), time-ordered by the guidance where it
-    has moving labels. Returns a list of :class:`~napari_afb.kernel.BlurPath` (empty when no
+    large moving region of the guidance (or one for the whole image), each estimated on the
+    pixel values and, unless ``space="gamma"``, on the light, time-ordered by the guidance where
+    it has moving labels. Returns a list of :class:`~napari_afb.kernel.BlurPath` (empty when no
     blur was found, with a warning saying why); pass them to :func:`decompose` as ``paths``."""
     from .guidance import check_guidance
     from .images import to_rgb_float

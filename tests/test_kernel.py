@@ -180,6 +180,20 @@ def test_a_blur_of_the_light_is_estimated_on_the_light(light_and_value_blur):
         assert napari_afb.estimate_blur_paths(light, kernel_bound=41, space="gamma") == []
 
 
+def test_a_painted_region_blurred_in_light_is_estimated_on_the_light(light_and_value_blur):
+    """Each painted region gets the same choice as the whole image: here the values' estimate
+    of the region fails and the light's is taken (time-ordered by the painted direction)."""
+    path, light, _ = light_and_value_blur
+    labels = np.zeros(light.shape[:2], np.uint8)
+    labels[:, 8:-8] = 4  # one region, moving right-down (the path runs mostly rightwards)
+    on_values = run(decompose_iter(light, labels, kernel_bound=41, space="gamma"))
+    assert on_values.paths == [] and "uncertain" in on_values.notes[0], on_values.notes
+    res = run(decompose_iter(light, labels, kernel_bound=41))
+    assert len(res.paths) == 1 and res.blurs == ["linear"] and res.applied == [True], res.notes
+    assert abs(res.paths[0].extent() - path.extent()) < 2.0, res.paths[0].extent()
+    assert res.paths[0].direction()[0] > 0  # the painted direction sets the time order
+
+
 def test_blind_estimation_finds_a_straight_blur(sharp):
     path = BlurPath([[0, 0], [14, 8]])  # 16 px down-right
     blurry = blur_along(sharp, path)
