@@ -460,6 +460,48 @@ def test_the_check_for_parts_still_blurred_judges_a_gamma_solve(monkeypatch):
     assert res.reblur_psnr > 33
 
 
+@pytest.mark.parametrize(
+    "values_px, light_verdict, taken",
+    [
+        (8.0, ("gamma", 1.2), "light"),  # the values' estimate collapsed: under half the light's
+        (20.0, ("gamma", 1.2), "values"),  # both plausible, the light's test says gamma
+        (20.0, ("linear", 0.99), "values"),  # light, but not clearly enough against gamma
+        (20.0, ("linear", 0.9), "light"),  # clearly light
+        (None, ("gamma", 1.2), None),  # the values' failed and the light's says gamma
+    ],
+)
+def test_the_choice_between_the_values_and_the_lights_estimate(
+    monkeypatch, sharp, values_px, light_verdict, taken
+):
+    """Which estimate a region keeps, with the two estimates and the blur tests made up (the
+    real ones are exercised above): the rule of _estimate_on_values_or_light."""
+    import napari_afb.kernel.decompose as kd
+
+    light_path = BlurPath([[100, 100], [130, 100]])  # 30 px
+    values_path = None if values_px is None else BlurPath([[100, 100], [100 + values_px, 100]])
+    calls = iter([[(None, values_path, "values failed")], [(None, light_path, "")]])
+
+    def made_up_estimate(rgb, labels, bound, cancel):
+        return next(calls)
+        yield  # a generator, like the real one
+
+    def made_up_test(rgb, path, *args, **kwargs):
+        return light_verdict if path is light_path else ("gamma", 1.5)
+
+    monkeypatch.setattr(kd, "_estimate_each_region", made_up_estimate)
+    monkeypatch.setattr(kd, "choose_blur", made_up_test)
+    monkeypatch.setattr(kd, "auto_strength", lambda *args: 1000.0)
+    paths, notes, verdicts = run(
+        kd._estimate_on_values_or_light(sharp, None, 51, "auto", "auto", "hyper-laplacian", None)
+    )
+    expected = {"light": [light_path], "values": [values_path], None: []}[taken]
+    assert paths == expected
+    if taken == "light":
+        assert verdicts == [(1000.0, light_verdict[0])]
+    if taken is None:
+        assert notes == ["values failed"]
+
+
 def test_a_painted_region_whose_estimate_fails_keeps_the_input():
     """Two painted regions: the left half blurred along a 20 px path, the right half sharp
     (its estimate finds no blur). The right half must keep the input, not borrow the left
