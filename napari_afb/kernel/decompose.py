@@ -402,18 +402,16 @@ def estimate_blur_paths_iter(
     if space not in SPACES:
         raise ValueError(f"space must be one of {', '.join(SPACES)}, not {space!r}")
     bound = _check_bound(kernel_bound)
-    if space != "gamma":
-        paths, notes, _ = yield from _estimate_on_values_or_light(
-            rgb, labels, bound, "auto", space, "hyper-laplacian", cancel
-        )
-        return paths, notes
-    yield Progress(0, 0, "estimating the blur path...")
-    return (yield from estimate_paths_iter(rgb, labels, kernel_bound=bound, cancel=cancel))
+    paths, notes, _ = yield from _estimate_on_values_or_light(
+        rgb, labels, bound, "auto", space, "hyper-laplacian", cancel
+    )
+    return paths, notes
 
 
 def _estimate_on_values_or_light(rgb, labels, bound, strength, space, prior, cancel):
     """One path per region (the whole image, or each large painted moving region), estimated
-    on the stored values and on the light (linear): (paths, notes, [(weight, blur) per path]).
+    on the stored values and, unless ``space`` is "gamma", on the light (linear): (paths,
+    notes, [(weight, blur) per path], empty with "gamma": nothing was judged).
 
     Estimation on the values of a photo blurred in light is biased at its contrasty edges.
     Measured on bench_kernel's 16 shakes blurred in linear light (paths used as drawn, so
@@ -436,6 +434,11 @@ def _estimate_on_values_or_light(rgb, labels, bound, strength, space, prior, can
         return float(weight), *choose_blur(rgb, path, weight, where, prior, cancel)
 
     yield Progress(0, 0, "estimating the blur path...")
+    if space == "gamma":
+        paths, notes = yield from estimate_paths_iter(
+            rgb, labels, kernel_bound=bound, cancel=cancel
+        )
+        return paths, notes, []
     on_values = yield from _estimate_each_region(rgb, labels, bound, cancel)
     yield Progress(0, 0, "estimating the blur path on the light...")
     on_light = yield from _estimate_each_region(srgb_to_linear(rgb), labels, bound, cancel)
@@ -443,11 +446,15 @@ def _estimate_on_values_or_light(rgb, labels, bound, strength, space, prior, can
     for (mask, values, values_note), (_, light, light_note) in zip(on_values, on_light):
         # the region keeps the values' estimate unless the light's is better
         chosen, note = values, values_note
-        verdict = None if values is None else judged(values, mask)
+        collapsed = (
+            values is not None
+            and light is not None
+            and values.extent() < COLLAPSED * light.extent()
+        )
+        verdict = None if values is None or collapsed else judged(values, mask)
         if light is not None:
             weight, blur, ratio = judged(light, mask)
             values_gamma = verdict is not None and verdict[1] == "gamma"
-            collapsed = values is not None and values.extent() < COLLAPSED * light.extent()
             if collapsed or (
                 blur == "linear" and (not values_gamma or (ratio or 1.0) < CLEAR_LIGHT)
             ):
@@ -696,13 +703,10 @@ def decompose_iter(
     verdicts = []  # (weight, blur) per path, where estimation already worked them out
     if paths is not None:  # drawn or measured; an empty list (nothing moved) keeps the input
         used = given
-    elif space != "gamma":
+    else:
         used, notes, verdicts = yield from _estimate_on_values_or_light(
             rgb, labels, bound, strength, space, prior, cancel
         )
-    else:
-        yield Progress(0, 0, "estimating the blur path...")
-        used, notes = yield from estimate_paths_iter(rgb, labels, kernel_bound=bound, cancel=cancel)
     owner = regions.assign(used, labels, (h, w)) if used else np.full((h, w), -1, np.int32)
     if paths is None and used and not whole_image:
         # a painted region whose own estimate failed keeps the input: the nearest region's path
@@ -740,28 +744,24 @@ def decompose_iter(
         )
         done += 3
         why = ringing(lat, region, margin=p.kernel_size())
-        check = None  # a gamma solve along the path, where the blur is linear and it is needed
-        if why and blur == "linear":
+        # check that the one path explains every part of the image (with guidance, each
+        # painted region has its own path, and masked tiles judged poorly: measured)
+        residual_check = p.source == "estimated" and whole_image
+        check = None  # a gamma solve along a linear path, for the checks (gamma-calibrated)
+        if blur == "linear" and (why or residual_check):
             total += 3
             check = yield from _deconvolve_rgb(
                 rgb, p, weights[i], prior, "gamma", cancel, done, total, doing
             )
             done += 3
-            why = ringing(check, region, margin=p.kernel_size())
             if why:
-                lat, blur = check, "gamma"
+                why = ringing(check, region, margin=p.kernel_size())
+                if why:
+                    lat, blur = check, "gamma"
         blurs.append(blur)
         if why:
             why = f"the deconvolution along path {i + 1} rings ({why})"
-        elif p.source == "estimated" and whole_image:
-            # check that the one path explains every part of the image (with guidance, each
-            # painted region has its own path, and masked tiles judged poorly: measured)
-            if blur == "linear" and check is None:
-                total += 3
-                check = yield from _deconvolve_rgb(
-                    rgb, p, weights[i], prior, "gamma", cancel, done, total, doing
-                )
-                done += 3
+        elif residual_check:
             yield Progress(done, total, f"checking the result of path {i + 1}")
             judged = lat if check is None else check
             share, spans = residual_blur(judged, region, kernel_bound=bound, cancel=cancel)
