@@ -226,8 +226,15 @@ def choose_blur(
     for blur in BLURS:
         planes = []
         for c in range(3):
+            # the solver as LIGHT_RATIO was measured on (values beyond [0, 1] left free)
             plane = deconvolve(
-                small[..., c], kernel, weight=weight, prior=prior, blur=blur, cancel=cancel
+                small[..., c],
+                kernel,
+                weight=weight,
+                prior=prior,
+                blur=blur,
+                in_range=False,
+                cancel=cancel,
             )
             if plane is None:
                 raise Cancelled("cancelled while choosing gamma or linear light")
@@ -733,11 +740,14 @@ def decompose_iter(
             yield Progress(done, total, f"gamma or linear light for path {i + 1}")
             blur, _ = choose_blur(rgb, p, weights[i], owner == i, prior, cancel)
         region = owner == i
-        # The ringing check is calibrated on gamma solves. A linear-light solve leaves values
-        # beyond [0, 1] free (its curves clip), and "rang" by that measure on 6 of
-        # bench_kernel's 16 shakes blurred in linear light where it gained 1.5-3.2 dB over
-        # gamma; where it rings, the gamma solve decides (and is kept if it rings too). On 64
-        # shakes a gamma solve never rang where the linear one did not.
+        # The ringing check is calibrated on gamma solves; where a linear-light solve rings, the
+        # gamma solve decides (and is kept if it rings too). Where the path was estimated for
+        # the whole image, the gamma solve made for the check for parts still blurred must not
+        # ring either: before the linear solve kept to [0, 1] between its steps, it rang on
+        # 6 of bench_kernel's 16 shakes blurred in light at their true paths (falsely: it
+        # gained 1.5-3.2 dB over gamma), and on a clip whose box moved another way (rightly),
+        # where the gamma solve rang too. Now it rings on neither; the gamma solve still does
+        # on the clip. On 64 shakes a gamma solve never rang where the free linear one did not.
         doing = f"deconvolving along path {i + 1} of {len(used)}"
         lat = yield from _deconvolve_rgb(
             rgb, p, weights[i], prior, blur, cancel, done, total, doing
@@ -754,10 +764,9 @@ def decompose_iter(
                 rgb, p, weights[i], prior, "gamma", cancel, done, total, doing
             )
             done += 3
+            why = ringing(check, region, margin=p.kernel_size())
             if why:
-                why = ringing(check, region, margin=p.kernel_size())
-                if why:
-                    lat, blur = check, "gamma"
+                lat, blur = check, "gamma"
         blurs.append(blur)
         if why:
             why = f"the deconvolution along path {i + 1} rings ({why})"
