@@ -340,10 +340,28 @@ def test_bad_paths_for_an_image_are_refused(sharp, paths, message):
         run(decompose_iter(sharp, None, paths, kernel_bound=51))
 
 
+def test_the_colour_planes_solved_in_threads_are_the_planes_solved_one_by_one(sharp):
+    from napari_afb.kernel.decompose import _deconvolve_rgb
+
+    path = BlurPath([[0, 0], [9, -5], [16, 2]])
+    blurry = blur_along(sharp, path)
+    steps = []
+    gen = _deconvolve_rgb(blurry, path, 2000.0, "hyper-laplacian", "linear", None, 5, 20, "x")
+    try:
+        while True:
+            steps.append(next(gen))
+    except StopIteration as stop:
+        latent = stop.value
+    assert [(s.done, s.total) for s in steps] == [(6, 20), (7, 20), (8, 20)]
+    for c in range(3):
+        alone = deconvolve(blurry[..., c], path.render(), weight=2000.0, blur="linear")
+        assert np.array_equal(latent[..., c], alone)
+
+
 def test_cancel_stops_the_run(sharp):
     with pytest.raises(Cancelled):
         run(decompose_iter(sharp, None, "10,10,20,10", cancel=lambda: True))
-    # cancelled while the planes are being solved
+    # cancelled while the three planes are being solved (in threads)
     polls = []
 
     def cancel_later():

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Callable, Generator
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 
 import cv2
@@ -28,7 +29,7 @@ import numpy as np
 
 from ..guidance import check_guidance
 from ..images import alloc_output, store_rows, to_rgb_float
-from ..jobs import Cancelled, Progress
+from ..jobs import Cancelled, Progress, run
 from ..samples import linear_to_srgb, srgb_to_linear
 from . import regions
 from .blind import estimate_kernel, refine_kernel
@@ -440,15 +441,23 @@ def _estimate_on_values_or_light(rgb, labels, bound, strength, space, prior, can
             return float(weight), "linear", 0.0
         return float(weight), *choose_blur(rgb, path, weight, where, prior, cancel)
 
-    yield Progress(0, 0, "estimating the blur path...")
     if space == "gamma":
+        yield Progress(0, 0, "estimating the blur path...")
         paths, notes = yield from estimate_paths_iter(
             rgb, labels, kernel_bound=bound, cancel=cancel
         )
         return paths, notes, []
-    on_values = yield from _estimate_each_region(rgb, labels, bound, cancel)
-    yield Progress(0, 0, "estimating the blur path on the light...")
-    on_light = yield from _estimate_each_region(srgb_to_linear(rgb), labels, bound, cancel)
+    # the two estimates at once, in two threads (numpy and FFT work that releases the GIL):
+    # measured at 12 MP on 2 cores, 15.8 s one after the other, 10.3 s together
+    yield Progress(0, 0, "estimating the blur path on the values and on the light...")
+    light = srgb_to_linear(rgb)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        jobs = [
+            pool.submit(run, _estimate_each_region(x, labels, bound, cancel)) for x in (rgb, light)
+        ]
+        on_values, on_light = (job.result() for job in jobs)
+    del light
+    yield Progress(0, 0, "estimated the blur paths")
     paths, notes, verdicts = [], [], []
     for (mask, values, values_note), (_, light, light_note) in zip(on_values, on_light):
         # the region keeps the values' estimate unless the light's is better
@@ -852,17 +861,31 @@ def decompose_iter(
 
 
 def _deconvolve_rgb(rgb, path, weight, prior, blur, cancel, done, total, doing):
-    """The (H, W, 3) deconvolution of ``rgb`` along ``path``, plane by plane; yields a
-    Progress (``done`` + planes finished, of ``total``) after each."""
-    planes = []
-    for c in range(3):
-        plane = deconvolve(
-            rgb[..., c], path.render(), weight=weight, prior=prior, blur=blur, cancel=cancel
-        )
-        if plane is None:
-            raise Cancelled("cancelled during the deconvolution")
-        planes.append(plane)
-        yield Progress(done + c + 1, total, doing)
+    """The (H, W, 3) deconvolution of ``rgb`` along ``path``; yields a Progress (``done`` +
+    planes finished, of ``total``) as each plane is done.
+
+    The planes are solved in 3 threads: outside its FFTs a solve is numpy work on whole
+    arrays, which releases the GIL, so two cores share it. Measured at 12 MP on 2 cores, one
+    plane after another / 2 threads / 3 threads: linear light 20.4 / 14.9-16.5 / 13.3 s, gamma
+    9.4 / 7.2-7.8 / 6.9 s, the same planes to the bit."""
+    kernel = path.render()
+
+    def solve(c):
+        return deconvolve(rgb[..., c], kernel, weight=weight, prior=prior, blur=blur, cancel=cancel)
+
+    planes = [None] * 3
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        futures = {pool.submit(solve, c): c for c in range(3)}
+        try:
+            for n, future in enumerate(as_completed(futures), 1):
+                plane = future.result()
+                if plane is None:
+                    raise Cancelled("cancelled during the deconvolution")
+                planes[futures[future]] = plane
+                yield Progress(done + n, total, doing)
+        finally:  # an error, a cancel or a closed generator: start no plane still waiting
+            for future in futures:
+                future.cancel()
     return np.stack(planes, axis=-1)
 
 
