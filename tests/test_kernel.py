@@ -340,8 +340,15 @@ def test_bad_paths_for_an_image_are_refused(sharp, paths, message):
         run(decompose_iter(sharp, None, paths, kernel_bound=51))
 
 
-def test_the_colour_planes_solved_in_threads_are_the_planes_solved_one_by_one(sharp):
+@pytest.mark.parametrize("threaded", [True, False])
+def test_the_colour_planes_solved_in_threads_are_the_planes_solved_one_by_one(
+    sharp, threaded, monkeypatch
+):
+    import napari_afb.kernel.decompose as kd
     from napari_afb.kernel.decompose import _deconvolve_rgb
+
+    if not threaded:  # as for an image over THREADED_PIXELS
+        monkeypatch.setattr(kd, "THREADED_PIXELS", 0)
 
     path = BlurPath([[0, 0], [9, -5], [16, 2]])
     blurry = blur_along(sharp, path)

@@ -89,7 +89,9 @@ RESIDUAL_ITERS = 3
 # in linear light, 1.056-13.4 on the 16 blurred in sRGB values (seeds 1000+, where 1.045 was
 # chosen). Held out (seeds 2000+): 0.56-1.024 and one 1.143, and 1.016-11.7; the better model
 # was taken for 28 of 32, the other 4 cost 0.4-1.0 dB; mean gains +4.64 dB (gamma alone +2.54)
-# on linear-light blur, +5.25 (+5.32) on sRGB-value blur.
+# on linear-light blur, +5.25 (+5.32) on sRGB-value blur. With the linear solve kept in [0, 1]
+# (the test itself still solves freely): the better of the two results (within 0.1 dB) on 31
+# of 32, the other cost 1.0 dB; mean gains +5.12 and +5.26.
 SPACES = ("auto", "gamma", "linear")
 LIGHT_RATIO = 1.045
 # With no painted motion, the path is estimated on the stored values and on the light; the
@@ -108,6 +110,7 @@ CLEAR_LIGHT = 0.95
 COLLAPSED = 0.5
 CHOOSE_SIDE = 512
 MIN_STRENGTH, MAX_STRENGTH = 150.0, 3000.0
+THREADED_PIXELS = 16_000_000  # larger images solve their colour planes one after another
 STRENGTH_STEPS = (1.0, 0.67, 0.45, 0.3, 0.2, 0.13, 0.08)  # of the noise level's weight
 STRENGTH_SIDE = 512
 
@@ -431,7 +434,8 @@ def _estimate_on_values_or_light(rgb, labels, bound, strength, space, prior, can
     values' estimate collapsed to under half the light's length (:data:`COLLAPSED`). With
     space="linear", the light's estimate wherever it succeeds. Painted regions: on bench_kernel's
     13 clips (blurred in light) with their true guidance, estimating on the values alone gained
-    +0.29 dB on average, on the light alone +1.55, with this choice +1.56."""
+    +0.29 dB on average, on the light alone +1.55, with this choice +1.56 (+1.71 once the
+    linear-light solve kept to [0, 1])."""
     h, w = rgb.shape[:2]
 
     def judged(path, mask):
@@ -867,14 +871,17 @@ def _deconvolve_rgb(rgb, path, weight, prior, blur, cancel, done, total, doing):
     The planes are solved in 3 threads: outside its FFTs a solve is numpy work on whole
     arrays, which releases the GIL, so two cores share it. Measured at 12 MP on 2 cores, one
     plane after another / 2 threads / 3 threads: linear light 20.4 / 14.9-16.5 / 13.3 s, gamma
-    9.4 / 7.2-7.8 / 6.9 s, the same planes to the bit."""
+    9.4 / 7.2-7.8 / 6.9 s, the same planes to the bit. Each solve in flight holds about 60
+    bytes per pixel (12 MP: peak 1.5 GiB one by one, 2.9 GiB in threads), so above
+    :data:`THREADED_PIXELS` the planes go one after another (an 8K frame: 33 MP)."""
     kernel = path.render()
 
     def solve(c):
         return deconvolve(rgb[..., c], kernel, weight=weight, prior=prior, blur=blur, cancel=cancel)
 
     planes = [None] * 3
-    with ThreadPoolExecutor(max_workers=3) as pool:
+    threads = 3 if rgb.shape[0] * rgb.shape[1] <= THREADED_PIXELS else 1
+    with ThreadPoolExecutor(max_workers=threads) as pool:
         futures = {pool.submit(solve, c): c for c in range(3)}
         try:
             for n, future in enumerate(as_completed(futures), 1):
