@@ -293,6 +293,7 @@ def kernel_job(
                     kernel_bound = max([kernel_bound, *(int(p.extent()) + 3 for p in paths)])
             guidance = estimated = out
         yield Progress(0, 0, "deblurring along the blur path..." if paths else "estimating...")
+        estimating = paths is None
         result = yield from decompose_iter(
             image,
             guidance,
@@ -324,6 +325,7 @@ def kernel_job(
         seconds=time.perf_counter() - start,
         extra=extra,
         guidance=estimated,
+        paths=[p for p, a in zip(result.paths, result.applied) if a] if estimating else [],
     )
 
 
@@ -607,6 +609,12 @@ class KernelPanel(QGroupBox):
         layer.data = [(d, t) for d, t in zip(data, types)]
         layer.edge_color, layer.edge_width = colours, widths
         layer.face_color = [0, 0, 0, 0]
+        image = self.host.image_combo.current()
+        if self.inset.isVisibleTo(self) and image is not None:  # the inset's start and end too
+            try:
+                self.show_kernel(paths_from_shapes(layer, image, kernel_bound=10**6)[0])
+            except ValueError:
+                pass  # shapes it cannot read: Run says why
         self._say(f"Reversed {len(chosen)} path(s) in '{layer.name}': time now runs the other way.")
         return len(chosen)
 
@@ -671,6 +679,28 @@ class KernelPanel(QGroupBox):
         )
         for note in notes:
             (show_warning if "unknown" not in note else show_info)(note)
+
+    def show_run_paths(self, job, paths):
+        """After a Run that estimated its paths for a photo: show them as *Estimate blur path*
+        does (the path on screen is the one the frames follow, and 'Reverse' then Run flips
+        time at once). A paths layer that holds drawn or edited paths is left alone. Returns
+        the layer, or None when nothing was shown."""
+        if job.frame is not None or job.layer not in self.viewer.layers:
+            return None
+        name = f"{job.layer.name} blur paths"
+        existing = self.viewer.layers[name] if name in self.viewer.layers else None
+        if existing is not None and is_paths_layer(existing) and existing.nshapes:
+            try:
+                known = paths_from_shapes(existing, job.layer, kernel_bound=10**6)
+            except ValueError:
+                return None  # shapes it cannot read: the user's, left as they are
+            if any(p.source != "estimated" for p in known):
+                return None
+        layer = self._paths_layer_for(job.layer)
+        self._replace_estimated(layer, job.layer, paths)
+        self.paths_combo.select_layer(layer)
+        self.show_kernel(paths[0])
+        return layer
 
     def _replace_estimated(self, layer, image, paths) -> None:
         """Put ``paths`` in ``layer`` as path shapes, in place of earlier estimates left as

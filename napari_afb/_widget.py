@@ -62,6 +62,7 @@ class Outcome:
     cancelled: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
     guidance: np.ndarray | None = None  # the map used, when it was estimated in the job
+    paths: list = field(default_factory=list)  # kernel engine: the paths it estimated and used
 
 
 #: Guidance-combo entry: estimate the guidance from the video frames around the current one.
@@ -582,6 +583,13 @@ class DecomposeWidget(CancelOnClose, QWidget):
                 from napari.utils.notifications import show_warning
 
                 self.kernel.remove_preview(job.image_name)
+                shown = self.kernel.show_run_paths(job, out.paths) if out.paths else None
+                if shown is not None:
+                    self.viewer.layers.selection.active = layer  # the frames, to step through
+                    self.status.setText(
+                        f"{self.status.text()} The estimated path is in '{shown.name}': "
+                        f"'Reverse' flips its time, then Run again."
+                    )
                 for note in notes:
                     show_warning(note)
 

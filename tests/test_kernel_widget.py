@@ -140,6 +140,44 @@ def test_estimate_blur_path_shows_kernel_and_path(make_napari_viewer, qtbot, pla
     assert paths.nshapes == 2
 
 
+def test_a_run_that_estimated_its_path_shows_it_and_reverse_flips_the_frames(
+    make_napari_viewer, qtbot, plate
+):
+    """Run with no path drawn: the estimated path appears in '<image> blur paths' (the path on
+    screen is the one the frames follow); Reverse then Run gives the frames in the other
+    order. A layer with a drawn path is never written into."""
+    viewer = make_napari_viewer()
+    viewer.add_image(plate, name="plate")
+    widget = _widget(viewer)
+    _click_and_wait(qtbot, widget, widget.run_button)
+    first = np.array(viewer.layers["plate frames"].data)
+    paths = viewer.layers["plate blur paths"]
+    assert widget.kernel.paths_combo.current() is paths
+    (path,) = paths_from_shapes(paths, viewer.layers["plate"], kernel_bound=51)
+    assert path.source == "estimated" and 17 < path.extent() < 30
+    assert "'Reverse' flips its time" in widget.status.text()
+
+    caption = widget.kernel.inset_caption.text()
+    assert widget.kernel.reverse_paths() == 1
+    assert widget.kernel.inset_caption.text() != caption  # the inset turned with the path
+    _click_and_wait(qtbot, widget, widget.run_button)
+    flipped = np.array(viewer.layers["plate frames"].data)  # a re-run updates the layer
+    n = len(first)
+    # the same frames, the other way round (frame i now shows what frame n - 1 - i showed)
+    assert np.abs(flipped[0].astype(int) - first[n - 1]).mean() < 1.0
+    assert np.abs(flipped[0].astype(int) - first[0]).mean() > 2.0
+
+    # a drawn path in the layer: the user's; a run that estimates leaves the layer as it is
+    viewer2 = make_napari_viewer()
+    viewer2.add_image(plate, name="plate")
+    widget2 = _widget(viewer2)
+    drawn = widget2.kernel.new_paths_layer()
+    drawn.add_lines(np.array([[240.0, 292.0], [232.0, 308.0]]))
+    widget2.kernel.paths_combo.select_value("estimate")
+    _click_and_wait(qtbot, widget2, widget2.run_button)
+    assert drawn.nshapes == 1 and "flips its time" not in widget2.status.text()
+
+
 def test_bad_paths_get_a_message_and_change_nothing(make_napari_viewer, plate):
     viewer = make_napari_viewer()
     viewer.add_image(plate[:120, :160], name="small")
