@@ -88,6 +88,15 @@ def _estimated(shapes) -> list:
     return list(((shapes.metadata or {}).get(METADATA_KEY) or {}).get("estimated") or [])
 
 
+def _readable_paths(shapes, image) -> list[BlurPath] | None:
+    """The layer's paths as :func:`paths_from_shapes` reads them, with no length limit; None
+    when it cannot read them (its message is for Run to give)."""
+    try:
+        return paths_from_shapes(shapes, image, kernel_bound=10**6)
+    except ValueError:
+        return None
+
+
 def paths_from_shapes(shapes, image, *, kernel_bound: int) -> list[BlurPath]:
     """The blur paths drawn in a Shapes layer, in ``image``'s pixel coordinates (x, y).
 
@@ -563,15 +572,22 @@ class KernelPanel(QGroupBox):
         )
         return layer
 
-    def _paths_layer_for(self, image):
+    def _existing_paths_layer(self, image):
+        """'<image> blur paths' when it is a paths layer, else None."""
         name = f"{image.name} blur paths"
         existing = self.viewer.layers[name] if name in self.viewer.layers else None
-        if existing is not None and is_paths_layer(existing):
+        return existing if existing is not None and is_paths_layer(existing) else None
+
+    def _paths_layer_for(self, image):
+        existing = self._existing_paths_layer(image)
+        if existing is not None:
             return existing
+        name = f"{image.name} blur paths"
+        taken = name in self.viewer.layers  # by a layer of another kind: left as it is
         h, w = image_spatial_shape(image)
         width = max(1.5, min(h, w) / 300)
         layer = self.viewer.add_shapes(
-            name=name if existing is None else f"{name} (new)",
+            name=f"{name} (new)" if taken else name,
             ndim=2,
             shape_type="path",
             edge_color=PATH_COLOUR,
@@ -611,10 +627,9 @@ class KernelPanel(QGroupBox):
         layer.face_color = [0, 0, 0, 0]
         image = self.host.image_combo.current()
         if self.inset.isVisibleTo(self) and image is not None:  # the inset's start and end too
-            try:
-                self.show_kernel(paths_from_shapes(layer, image, kernel_bound=10**6)[0])
-            except ValueError:
-                pass  # shapes it cannot read: Run says why
+            readable = _readable_paths(layer, image)
+            if readable:  # else Run says why
+                self.show_kernel(readable[0])
         self._say(f"Reversed {len(chosen)} path(s) in '{layer.name}': time now runs the other way.")
         return len(chosen)
 
@@ -687,14 +702,10 @@ class KernelPanel(QGroupBox):
         the layer, or None when nothing was shown."""
         if job.frame is not None or job.layer not in self.viewer.layers:
             return None
-        name = f"{job.layer.name} blur paths"
-        existing = self.viewer.layers[name] if name in self.viewer.layers else None
-        if existing is not None and is_paths_layer(existing) and existing.nshapes:
-            try:
-                known = paths_from_shapes(existing, job.layer, kernel_bound=10**6)
-            except ValueError:
-                return None  # shapes it cannot read: the user's, left as they are
-            if any(p.source != "estimated" for p in known):
+        existing = self._existing_paths_layer(job.layer)
+        if existing is not None and existing.nshapes:
+            known = _readable_paths(existing, job.layer)  # None: shapes of the user's
+            if known is None or any(p.source != "estimated" for p in known):
                 return None
         layer = self._paths_layer_for(job.layer)
         self._replace_estimated(layer, job.layer, paths)

@@ -592,8 +592,7 @@ def ringing(
         inner = np.zeros_like(region)
         inner[margin:-margin, margin:-margin] = True
         region = region & inner
-    far = (latent < -0.1) | (latent > 1.1)
-    far = far.mean(axis=-1) if far.ndim == 3 else far.astype(np.float32)
+    far = _far_outside(latent)
     if not region.any():
         return ""
     share = float(far[region].mean())
@@ -615,11 +614,17 @@ def ringing(
     return ""
 
 
+def _far_outside(latent: np.ndarray) -> np.ndarray:
+    """(H, W): per pixel, the share of its values far outside [0, 1] (beyond [-0.1, 1.1]),
+    what the ringing checks count."""
+    far = (latent < -0.1) | (latent > 1.1)
+    return far.mean(axis=-1) if far.ndim == 3 else far.astype(np.float32)
+
+
 def ringing_parts(latent: np.ndarray, region: np.ndarray, *, tile: int = 32) -> np.ndarray:
     """(H, W) bool: the pixels of ``region`` in a ``tile`` px window of it whose share of
     values far outside [0, 1] exceeds :data:`VIDEO_TILE_OVERSHOOT` (see there)."""
-    far = (latent < -0.1) | (latent > 1.1)
-    far = far.mean(axis=-1) if far.ndim == 3 else far.astype(np.float32)
+    far = _far_outside(latent)
     inside = region.astype(np.float32)
     box = (tile, tile)
     count = cv2.boxFilter(inside, -1, box, normalize=False, borderType=cv2.BORDER_CONSTANT)
